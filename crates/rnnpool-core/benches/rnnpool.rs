@@ -1,0 +1,121 @@
+//! RNNPool layer forward + backward of mean(y^2), the cases of ../shared/bench/torch_rnnpool.py,
+//! printing one JSON line per case in that script's form (plus backend, implementation and the
+//! process's peak RSS so far; run one case per process for a per-case peak).
+//!
+//!   cargo bench -p rnnpool-core --bench rnnpool -- [--case NAME]... [--threads N] [--steps N]
+//!       [--backend flex|ndarray] [--impl fused|composed]
+
+use std::time::Instant;
+
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use rnnpool_core::{BackendKind, RnnPoolImpl, RnnPoolLayerConfig};
+
+/// name: (batch, channels, height, width, patch, stride, hidden1, hidden2)
+const CASES: [(&str, [usize; 8]); 4] = [
+    ("face_m4_train", [8, 4, 160, 160, 8, 4, 16, 16]),
+    ("face_quant_train", [4, 4, 320, 320, 8, 4, 8, 8]),
+    ("vww_train", [16, 8, 112, 112, 6, 4, 8, 8]),
+    ("mobilenetv2_train", [16, 32, 112, 112, 6, 4, 16, 16]),
+];
+
+struct Args {
+    cases: Vec<String>,
+    threads: usize,
+    steps: usize,
+    backend: BackendKind,
+    implementation: RnnPoolImpl,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut a = Args {
+        cases: vec![],
+        threads: 2,
+        steps: 5,
+        backend: BackendKind::default(),
+        implementation: RnnPoolImpl::Fused,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            "--case" => a.cases.push(value("--case")?),
+            "--threads" => a.threads = value("--threads")?.parse().map_err(|e| format!("--threads: {e}"))?,
+            "--steps" => a.steps = value("--steps")?.parse().map_err(|e| format!("--steps: {e}"))?,
+            "--backend" => a.backend = value("--backend")?.parse()?,
+            "--impl" => {
+                a.implementation = match value("--impl")?.as_str() {
+                    "fused" => RnnPoolImpl::Fused,
+                    "composed" => RnnPoolImpl::Composed,
+                    other => return Err(format!("--impl: unknown `{other}` (fused|composed)")),
+                }
+            }
+            "--bench" => {} // added by `cargo bench`
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    if a.cases.is_empty() {
+        a.cases = CASES.iter().map(|c| c.0.to_string()).collect();
+    }
+    Ok(a)
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn main() {
+    let args = match parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(args.threads).build_global() {
+        eprintln!("error: could not size the thread pool: {e}");
+        std::process::exit(2);
+    }
+    let device = args.backend.device(true);
+    for name in &args.cases {
+        let Some(&(_, [b, k, h, w, r, s, h1, h2])) = CASES.iter().find(|c| c.0 == name) else {
+            eprintln!("error: unknown case `{name}`");
+            std::process::exit(2);
+        };
+        device.seed(0);
+        let layer = RnnPoolLayerConfig::square(k, r, s, h1, h2)
+            .with_implementation(args.implementation)
+            .init(&device)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let x = Tensor::<4>::random([b, k, h, w], Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let mut times = Vec::new();
+        for _ in 0..=args.steps {
+            let t0 = Instant::now();
+            let y = layer.forward(x.clone());
+            let grads = y.powi_scalar(2).mean().backward();
+            // Reading a gradient forces the lazy backends to finish the step.
+            let _ = x.grad(&grads).map(|g| g.sum().into_scalar::<f32>());
+            times.push(t0.elapsed().as_secs_f64() * 1000.0);
+        }
+        let mut times = times[1..].to_vec();
+        times.sort_by(f64::total_cmp);
+        let patches = b * ((h - r) / s + 1) * ((w - r) / s + 1);
+        println!(
+            "{{\"case\": \"{name}\", \"threads\": {}, \"ms_median\": {:.3}, \"ms_min\": {:.3}, \"patches\": {patches}, \"backend\": \"{}\", \"impl\": \"{:?}\", \"peak_rss_mb\": {:.1}}}",
+            args.threads,
+            times[times.len() / 2],
+            times[0],
+            args.backend,
+            args.implementation,
+            peak_rss_mb()
+        );
+    }
+}

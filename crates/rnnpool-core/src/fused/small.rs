@@ -1,0 +1,106 @@
+//! Small dense products for hidden sizes of 4 to ~100, blocked 8 columns at a time so that the
+//! running sums stay in vector registers instead of going through memory on every term.
+//! Each output element is summed in ascending index order, whatever the blocking, so the
+//! results do not depend on the block size or on the vector width.
+
+use super::real::Real;
+
+const BLOCK: usize = 8;
+
+/// `y[n] += sum_m x[m] * w[m * width + n]` for `n < width` (`w` is `[x.len(), width]`).
+#[inline(always)]
+pub fn matvec_acc<T: Real>(y: &mut [T], x: &[T], w: &[T], width: usize) {
+    let y = &mut y[..width];
+    let mut n0 = 0;
+    while n0 + BLOCK <= width {
+        let mut acc = [T::ZERO; BLOCK];
+        acc.copy_from_slice(&y[n0..n0 + BLOCK]);
+        for (m, &xm) in x.iter().enumerate() {
+            let row = &w[m * width + n0..m * width + n0 + BLOCK];
+            for l in 0..BLOCK {
+                acc[l] += xm * row[l];
+            }
+        }
+        y[n0..n0 + BLOCK].copy_from_slice(&acc);
+        n0 += BLOCK;
+    }
+    for n in n0..width {
+        let mut acc = y[n];
+        for (m, &xm) in x.iter().enumerate() {
+            acc += xm * w[m * width + n];
+        }
+        y[n] = acc;
+    }
+}
+
+/// `c[m * b_dim + n] += sum_row a[row * a_dim + m] * b[row * b_dim + n]`: `c += aᵀ·b` for
+/// row-major `a` `[rows, a_dim]` and `b` `[rows, b_dim]`.
+#[inline(always)]
+pub fn atb_acc<T: Real>(c: &mut [T], a: &[T], a_dim: usize, b: &[T], b_dim: usize) {
+    let rows = a.len() / a_dim;
+    debug_assert_eq!(b.len(), rows * b_dim);
+    for m in 0..a_dim {
+        let c_row = &mut c[m * b_dim..(m + 1) * b_dim];
+        let mut n0 = 0;
+        while n0 + BLOCK <= b_dim {
+            let mut acc = [T::ZERO; BLOCK];
+            acc.copy_from_slice(&c_row[n0..n0 + BLOCK]);
+            for r in 0..rows {
+                let am = a[r * a_dim + m];
+                let row = &b[r * b_dim + n0..r * b_dim + n0 + BLOCK];
+                for l in 0..BLOCK {
+                    acc[l] += am * row[l];
+                }
+            }
+            c_row[n0..n0 + BLOCK].copy_from_slice(&acc);
+            n0 += BLOCK;
+        }
+        for n in n0..b_dim {
+            let mut acc = c_row[n];
+            for r in 0..rows {
+                acc += a[r * a_dim + m] * b[r * b_dim + n];
+            }
+            c_row[n] = acc;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive_matvec(y: &mut [f64], x: &[f64], w: &[f64], width: usize) {
+        for n in 0..width {
+            for (m, &xm) in x.iter().enumerate() {
+                y[n] += xm * w[m * width + n];
+            }
+        }
+    }
+
+    #[test]
+    fn blocked_products_equal_the_naive_loops_for_odd_sizes() {
+        for (rows, a_dim, b_dim) in [(3, 5, 13), (1, 1, 1), (4, 16, 16), (2, 9, 8), (5, 3, 20)] {
+            let a: Vec<f64> = (0..rows * a_dim).map(|i| (i as f64 * 0.37).sin()).collect();
+            let b: Vec<f64> = (0..rows * b_dim).map(|i| (i as f64 * 0.11).cos()).collect();
+            let mut c = vec![0.5; a_dim * b_dim];
+            let mut want = c.clone();
+            atb_acc(&mut c, &a, a_dim, &b, b_dim);
+            for r in 0..rows {
+                for m in 0..a_dim {
+                    for n in 0..b_dim {
+                        want[m * b_dim + n] += a[r * a_dim + m] * b[r * b_dim + n];
+                    }
+                }
+            }
+            assert!(c.iter().zip(&want).all(|(x, y)| (x - y).abs() < 1e-12), "atb {rows}x{a_dim}x{b_dim}");
+
+            let w: Vec<f64> = (0..a_dim * b_dim).map(|i| (i as f64 * 0.7).sin()).collect();
+            let x = &a[..a_dim];
+            let mut y = vec![0.25; b_dim];
+            let mut want = y.clone();
+            matvec_acc(&mut y, x, &w, b_dim);
+            naive_matvec(&mut want, x, &w, b_dim);
+            assert_eq!(y, want, "matvec {a_dim}x{b_dim}: same order of additions");
+        }
+    }
+}

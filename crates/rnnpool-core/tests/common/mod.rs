@@ -1,0 +1,165 @@
+//! Shared by the parity tests: the fixture folder and the comparison rule.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use burn::prelude::*;
+use rnnpool_core::{RnnPool, RnnPoolConfig, RnnPoolImpl, RnnPoolLayer, RnnPoolLayerConfig, StateDict};
+
+/// `$RNNPOOL_FIXTURES`, or `../shared/fixtures/rnnpool` beside the repository.
+pub fn fixture_dir() -> PathBuf {
+    match std::env::var_os("RNNPOOL_FIXTURES") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/rnnpool"),
+    }
+}
+
+/// Every `*.safetensors` of the fixture folder, sorted; panics if there are none, because a
+/// parity test that compares nothing must not pass.
+pub fn fixture_files() -> Vec<PathBuf> {
+    let dir = fixture_dir();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("fixture folder {}: {e} (set RNNPOOL_FIXTURES)", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no *.safetensors in {}", dir.display());
+    files
+}
+
+/// A fixture's case, read from its metadata only.
+pub struct Case {
+    pub state: StateDict,
+    pub is_layer: bool,
+    pub in_channels: usize,
+    pub patch: usize,
+    pub stride: usize,
+    pub hidden1: usize,
+    pub hidden2: usize,
+}
+
+impl Case {
+    pub fn load(path: &std::path::Path) -> Self {
+        let state = StateDict::load(path).unwrap_or_else(|e| panic!("{e}"));
+        let meta = state.metadata().clone();
+        let num = |k: &str| -> usize {
+            meta.get(k)
+                .unwrap_or_else(|| panic!("{}: metadata has no `{k}`", path.display()))
+                .parse()
+                .unwrap_or_else(|e| panic!("{}: metadata `{k}`: {e}", path.display()))
+        };
+        let kind = meta.get("kind").map(String::as_str).unwrap_or("");
+        assert!(kind == "op" || kind == "layer", "{}: unknown kind `{kind}`", path.display());
+        Self {
+            is_layer: kind == "layer",
+            in_channels: num("in_channels"),
+            patch: num("patch"),
+            stride: num("stride"),
+            hidden1: num("hidden1"),
+            hidden2: num("hidden2"),
+            state,
+        }
+    }
+
+    pub fn pool(&self, device: &Device, implementation: RnnPoolImpl) -> RnnPool {
+        RnnPoolConfig::new(self.in_channels, self.hidden1, self.hidden2)
+            .with_implementation(implementation)
+            .init(device)
+            .unwrap()
+            .load_edgeml(&self.state, "")
+            .unwrap()
+    }
+
+    pub fn layer(&self, device: &Device, implementation: RnnPoolImpl) -> RnnPoolLayer {
+        RnnPoolLayerConfig::square(self.in_channels, self.patch, self.stride, self.hidden1, self.hidden2)
+            .with_implementation(implementation)
+            .init(device)
+            .unwrap()
+            .load_edgeml(&self.state, "")
+            .unwrap()
+    }
+
+    pub fn values(&self, key: &str) -> (Vec<f64>, Vec<usize>) {
+        let t = self.state.get_any(key).unwrap_or_else(|e| panic!("{e}"));
+        (t.values.clone(), t.shape.clone())
+    }
+
+    pub fn tensor<const D: usize>(&self, key: &str, device: &Device, dtype: burn::tensor::DType) -> Tensor<D> {
+        self.state.get_any(key).unwrap_or_else(|e| panic!("{e}")).to_tensor(device, dtype)
+    }
+}
+
+/// Largest |got - want| relative to the largest |want| of the tensor (a norm-wise relative
+/// error: element-wise ratios are meaningless for entries that are almost zero).
+pub fn rel_err(got: &[f64], want: &[f64]) -> f64 {
+    assert_eq!(got.len(), want.len(), "length mismatch");
+    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(f64::MIN_POSITIVE);
+    got.iter().zip(want).map(|(g, w)| (g - w).abs()).fold(0.0, f64::max) / scale
+}
+
+pub fn to_f64<const D: usize>(t: Tensor<D>) -> (Vec<f64>, Vec<usize>) {
+    let shape = t.dims().to_vec();
+    let data = t.into_data().convert::<f64>();
+    (data.try_to_vec::<f64>().unwrap(), shape)
+}
+
+/// The parameter names of a pool in EdgeML order, with getters for their gradients.
+pub const PARAM_KEYS: [&str; 12] = [
+    "cell_rnn.cell.W",
+    "cell_rnn.cell.U",
+    "cell_rnn.cell.bias_gate",
+    "cell_rnn.cell.bias_update",
+    "cell_rnn.cell.zeta",
+    "cell_rnn.cell.nu",
+    "cell_bidirrnn.cell.W",
+    "cell_bidirrnn.cell.U",
+    "cell_bidirrnn.cell.bias_gate",
+    "cell_bidirrnn.cell.bias_update",
+    "cell_bidirrnn.cell.zeta",
+    "cell_bidirrnn.cell.nu",
+];
+
+/// The 12 FastGRNN parameters of a pool, in [`PARAM_KEYS`] order.
+pub fn params(pool: &RnnPool) -> Vec<Tensor<2>> {
+    let cells = [pool.rnn1.as_fastgrnn().unwrap(), pool.rnn2.as_fastgrnn().unwrap()];
+    cells
+        .iter()
+        .flat_map(|c| [&c.w, &c.u, &c.bias_gate, &c.bias_update, &c.zeta, &c.nu].map(|p| p.val()))
+        .collect()
+}
+
+/// Runs one fixture on `device` and returns (name, relative error) for the output, the input
+/// gradient and every parameter gradient.
+pub fn check_case(case: &Case, device: &Device, dtype: burn::tensor::DType, imp: RnnPoolImpl) -> Vec<(String, f64)> {
+    let input = case.tensor::<4>("input", device, dtype).require_grad();
+    let (output, pool_params): (Tensor<4>, Vec<Tensor<2>>) = if case.is_layer {
+        let layer = case.layer(device, imp);
+        (layer.forward(input.clone()), params(&layer.pool))
+    } else {
+        let pool = case.pool(device, imp);
+        let [n, _, _, _] = input.dims();
+        let out = pool.forward(input.clone());
+        let f = out.dims()[1];
+        (out.reshape([n, f, 1, 1]), params(&pool))
+    };
+    let grad_out: Tensor<4> = if case.is_layer {
+        case.tensor::<4>("grad_output", device, dtype)
+    } else {
+        let (v, s) = case.values("grad_output");
+        Tensor::<2>::from_data(burn::tensor::TensorData::new(v, s).convert_dtype(dtype), (device, dtype))
+            .unsqueeze_dims(&[2, 3])
+    };
+    let grads = (output.clone() * grad_out).sum().backward();
+    let mut errs = Vec::new();
+    let (got, _) = to_f64(output);
+    errs.push(("output".to_string(), rel_err(&got, &case.values("output").0)));
+    let gx = input.grad(&grads).expect("input gradient");
+    errs.push(("grad_input".to_string(), rel_err(&to_f64(gx).0, &case.values("grad_input").0)));
+    for (p, key) in pool_params.iter().zip(PARAM_KEYS) {
+        let g = p.grad(&grads).unwrap_or_else(|| panic!("no gradient for {key}"));
+        let want = case.values(&format!("grad.{key}")).0;
+        errs.push((format!("grad.{key}"), rel_err(&to_f64(g).0, &want)));
+    }
+    errs
+}
