@@ -1,9 +1,10 @@
-//! A small end-to-end RNNPool demo (the paper's synthetic "lines" probe, App. C.1): classify
-//! 32x32 images by whether they hold a horizontal or a vertical line segment, with one RNNPool
-//! over the whole image (patch = image) and a linear layer; beside it the same classifier with
-//! global average pooling instead, which sees the same pixels but cannot tell the orientation.
+//! A small end-to-end RNNPool demo (after the paper's synthetic "lines" probe, App. C.1):
+//! classify 32x32 images by whether they hold a horizontal or a vertical line segment. The
+//! model is an RNNPool layer (patch 8, stride 4) followed by global average pooling and a
+//! linear layer; beside it the same classifier without the RNNPool layer, which sees the same
+//! pixels but, averaging them, cannot tell the orientation.
 //!
-//!   cargo run --release -p rnnpool-core --example lines_demo [-- --steps 150 --backend flex]
+//!   cargo run --release -p rnnpool-core --example lines_demo [-- --steps 400 --backend flex]
 
 use std::time::Instant;
 
@@ -12,7 +13,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::TensorData;
-use rnnpool_core::{BackendKind, RnnPool, RnnPoolConfig};
+use rnnpool_core::{BackendKind, RnnPoolLayer, RnnPoolLayerConfig};
 
 const SIDE: usize = 32;
 
@@ -62,7 +63,7 @@ fn batch(n: usize, rng: &mut Rng, device: &Device) -> (Tensor<4>, Tensor<1, Int>
 
 #[derive(Module, Debug)]
 struct RnnPoolClassifier {
-    pool: RnnPool,
+    pool: RnnPoolLayer,
     head: Linear,
 }
 
@@ -75,16 +76,21 @@ trait Classify {
     fn logits(&self, x: Tensor<4>) -> Tensor<2>;
 }
 
+/// `[n, c, h, w]` -> `[n, c]`.
+fn global_mean(x: Tensor<4>) -> Tensor<2> {
+    let [n, c, _, _] = x.dims();
+    x.mean_dim(3).mean_dim(2).reshape([n, c])
+}
+
 impl Classify for RnnPoolClassifier {
     fn logits(&self, x: Tensor<4>) -> Tensor<2> {
-        self.head.forward(self.pool.forward(x))
+        self.head.forward(global_mean(self.pool.forward(x)))
     }
 }
 
 impl Classify for AvgPoolClassifier {
     fn logits(&self, x: Tensor<4>) -> Tensor<2> {
-        let [n, c, _, _] = x.dims();
-        self.head.forward(x.mean_dim(3).mean_dim(2).reshape([n, c]))
+        self.head.forward(global_mean(x))
     }
 }
 
@@ -107,7 +113,7 @@ fn train<M: Classify + Module>(
     for step in 1..=steps {
         let (x, y) = batch(32, &mut rng, device);
         let loss = loss_fn.forward(model.logits(x), y);
-        if step % 25 == 0 || step == 1 {
+        if step % 50 == 0 || step == 1 {
             eprintln!("[{name}] step {step:4}  loss {:.4}", loss.clone().into_scalar::<f32>());
         }
         let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -120,7 +126,7 @@ fn train<M: Classify + Module>(
 }
 
 fn main() {
-    let mut steps = 150;
+    let mut steps = 400;
     let mut backend = BackendKind::default();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -137,7 +143,7 @@ fn main() {
     let device = backend.device(true);
     device.seed(0);
     let rnnpool = RnnPoolClassifier {
-        pool: RnnPoolConfig::new(1, 4, 8).init(&device).unwrap_or_else(|e| panic!("{e}")),
+        pool: RnnPoolLayerConfig::square(1, 8, 4, 8, 8).init(&device).unwrap_or_else(|e| panic!("{e}")),
         head: LinearConfig::new(32, 2).init(&device),
     };
     let avg = AvgPoolClassifier { head: LinearConfig::new(1, 2).init(&device) };
