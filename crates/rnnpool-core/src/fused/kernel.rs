@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use super::real::Real;
 use super::scan::{self, CellGrads, CellView, Cells, StepScratch, Sweep, Trace};
-use super::small::{atb_acc, matvec_acc};
+use super::small::{atb_acc, matmul_acc};
 
 /// Geometry of a layer call: a `[batch, height, width, channels]` map cut into
 /// `patch[0] x patch[1]` patches at `stride`, without padding.
@@ -174,10 +174,8 @@ impl<T: Real> Scratch<T> {
 #[inline(always)]
 /// `out[row] = inp[row] · W` for every row, `W` being `[inp_dim, out_dim]`.
 fn project<T: Real>(inp: &[T], inp_dim: usize, w: &[T], out_dim: usize, out: &mut [T]) {
-    for (x, y) in inp.chunks_exact(inp_dim).zip(out.chunks_exact_mut(out_dim)) {
-        y.fill(T::ZERO);
-        matvec_acc(y, x, w, out_dim);
-    }
+    out.fill(T::ZERO);
+    matmul_acc(out, inp, inp_dim, w, out_dim);
 }
 
 #[inline(always)]
@@ -192,10 +190,8 @@ fn project_backward<T: Real>(
 ) {
     let out_dim = cell.view.hidden;
     atb_acc(dw, inp, inp_dim, dout, out_dim);
-    for (dy, dx) in dout.chunks_exact(out_dim).zip(dinp.chunks_exact_mut(inp_dim)) {
-        dx.fill(T::ZERO);
-        matvec_acc(dx, dy, &cell.w_t, inp_dim);
-    }
+    dinp.fill(T::ZERO);
+    matmul_acc(dinp, dout, out_dim, &cell.w_t, inp_dim);
 }
 
 /// Forward: `x` is `[batch, height, width, channels]`, the result

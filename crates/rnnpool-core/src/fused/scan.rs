@@ -8,7 +8,7 @@
 //! summary to RNN2 twice (forward and reverse): projecting once halves the input matmuls.
 
 use super::real::Real;
-use super::small::{atb_acc, matvec_acc};
+use super::small::{atb_acc, matmul_acc};
 
 /// Read-only view of a FastGRNN cell's parameters, laid out as EdgeML stores them.
 #[derive(Clone, Copy, Debug)]
@@ -200,10 +200,9 @@ pub fn forward<T: Real>(cell: &Cells<T>, xw: &[T], sweep: Sweep, trace: &mut Tra
         let prev = &done[t * block..];
         for q in 0..seqs {
             let row = sweep.row(t, q);
-            let p = &mut pre[q * h..(q + 1) * h];
-            p.copy_from_slice(&xw[row * h..(row + 1) * h]);
-            matvec_acc(p, &prev[q * h..(q + 1) * h], u, h);
+            pre[q * h..(q + 1) * h].copy_from_slice(&xw[row * h..(row + 1) * h]);
         }
+        matmul_acc(pre, prev, h, u, h);
         let arg = &mut s.arg[..block];
         add_bias(arg, pre, bg);
         let z = &mut trace.gates[t * block..(t + 1) * block];
@@ -263,10 +262,9 @@ pub fn backward<T: Real>(
         }
         for q in 0..seqs {
             let row = sweep.row(t, q);
-            let dp = &dpre[q * h..(q + 1) * h];
-            add_into(&mut dxw[row * h..(row + 1) * h], dp);
-            matvec_acc(&mut dh_prev[q * h..(q + 1) * h], dp, &cell.u_t, h);
+            add_into(&mut dxw[row * h..(row + 1) * h], &dpre[q * h..(q + 1) * h]);
         }
+        matmul_acc(dh_prev, dpre, h, &cell.u_t, h);
         core::mem::swap(&mut s.dh, &mut s.dh_prev);
     }
     // dU = sum over steps and sequences of h_prevᵀ·dpre, as one product.

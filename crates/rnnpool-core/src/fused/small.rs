@@ -32,6 +32,50 @@ fn matvec_fixed<T: Real, const W: usize>(y: &mut [T], x: &[T], w: &[T]) {
     y[..W].copy_from_slice(&acc);
 }
 
+/// `c[i] += a[i] · w` for every row `i` of `c` `[rows, width]` and `a` `[rows, a_dim]`.
+#[inline(always)]
+pub fn matmul_acc<T: Real>(c: &mut [T], a: &[T], a_dim: usize, w: &[T], width: usize) {
+    match width {
+        8 => matmul_fixed::<T, 8>(c, a, a_dim, w),
+        16 => matmul_fixed::<T, 16>(c, a, a_dim, w),
+        _ => {
+            for (ci, ai) in c.chunks_exact_mut(width).zip(a.chunks_exact(a_dim)) {
+                matvec_acc(ci, ai, w, width);
+            }
+        }
+    }
+}
+
+/// Rows of [`matmul_fixed`] computed together: four independent running sums hide the add
+/// latency and share each load of `w` (eight vector registers of sums at width 16).
+const ROWS: usize = 4;
+
+#[inline(always)]
+fn matmul_fixed<T: Real, const W: usize>(c: &mut [T], a: &[T], a_dim: usize, w: &[T]) {
+    let mut c_rows = c.chunks_exact_mut(W * ROWS);
+    let mut a_rows = a.chunks_exact(a_dim * ROWS);
+    for (cb, ab) in (&mut c_rows).zip(&mut a_rows) {
+        let mut acc = [[T::ZERO; W]; ROWS];
+        for (acc_i, ci) in acc.iter_mut().zip(cb.chunks_exact(W)) {
+            acc_i.copy_from_slice(ci);
+        }
+        for (m, row) in w.chunks_exact(W).take(a_dim).enumerate() {
+            for (i, acc_i) in acc.iter_mut().enumerate() {
+                let am = ab[i * a_dim + m];
+                for l in 0..W {
+                    acc_i[l] += am * row[l];
+                }
+            }
+        }
+        for (acc_i, ci) in acc.iter().zip(cb.chunks_exact_mut(W)) {
+            ci.copy_from_slice(acc_i);
+        }
+    }
+    for (ci, ai) in c_rows.into_remainder().chunks_exact_mut(W).zip(a_rows.remainder().chunks_exact(a_dim)) {
+        matvec_fixed::<T, W>(ci, ai, w);
+    }
+}
+
 #[inline(always)]
 fn matvec_any<T: Real>(y: &mut [T], x: &[T], w: &[T], width: usize) {
     let y = &mut y[..width];
@@ -62,6 +106,7 @@ fn matvec_any<T: Real>(y: &mut [T], x: &[T], w: &[T], width: usize) {
 #[inline(always)]
 pub fn atb_acc<T: Real>(c: &mut [T], a: &[T], a_dim: usize, b: &[T], b_dim: usize) {
     match b_dim {
+        8 if a_dim == 8 => atb_square8(c, a, b),
         8 => atb_fixed::<T, 8>(c, a, a_dim, b),
         16 => atb_fixed::<T, 16>(c, a, a_dim, b),
         32 => atb_fixed::<T, 32>(c, a, a_dim, b),
@@ -81,6 +126,25 @@ fn atb_fixed<T: Real, const W: usize>(c: &mut [T], a: &[T], a_dim: usize, b: &[T
             }
         }
         c_row.copy_from_slice(&acc);
+    }
+}
+
+/// [`atb_acc`] for 8x8 results: all 64 sums stay in registers while the rows stream past once.
+#[inline(always)]
+fn atb_square8<T: Real>(c: &mut [T], a: &[T], b: &[T]) {
+    let mut acc = [[T::ZERO; 8]; 8];
+    for (acc_m, c_m) in acc.iter_mut().zip(c.chunks_exact(8)) {
+        acc_m.copy_from_slice(c_m);
+    }
+    for (a_row, b_row) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        for (acc_m, &am) in acc.iter_mut().zip(a_row) {
+            for l in 0..8 {
+                acc_m[l] += am * b_row[l];
+            }
+        }
+    }
+    for (acc_m, c_m) in acc.iter().zip(c.chunks_exact_mut(8)) {
+        c_m.copy_from_slice(acc_m);
     }
 }
 
@@ -128,7 +192,7 @@ mod tests {
 
     #[test]
     fn blocked_products_equal_the_naive_loops_for_odd_sizes() {
-        for (rows, a_dim, b_dim) in [(3, 5, 13), (1, 1, 1), (4, 16, 16), (2, 9, 8), (5, 3, 20), (3, 7, 32), (2, 16, 33)] {
+        for (rows, a_dim, b_dim) in [(3, 5, 13), (1, 1, 1), (4, 16, 16), (2, 9, 8), (5, 3, 20), (3, 7, 32), (2, 16, 33), (9, 5, 8), (6, 16, 16), (4, 3, 16), (7, 8, 8)] {
             let a: Vec<f64> = (0..rows * a_dim).map(|i| (i as f64 * 0.37).sin()).collect();
             let b: Vec<f64> = (0..rows * b_dim).map(|i| (i as f64 * 0.11).cos()).collect();
             let mut c = vec![0.5; a_dim * b_dim];
@@ -144,6 +208,13 @@ mod tests {
             assert!(c.iter().zip(&want).all(|(x, y)| (x - y).abs() < 1e-12), "atb {rows}x{a_dim}x{b_dim}");
 
             let w: Vec<f64> = (0..a_dim * b_dim).map(|i| (i as f64 * 0.7).sin()).collect();
+            let mut c = vec![0.125; rows * b_dim];
+            let mut want = c.clone();
+            matmul_acc(&mut c, &a, a_dim, &w, b_dim);
+            for i in 0..rows {
+                naive_matvec(&mut want[i * b_dim..(i + 1) * b_dim], &a[i * a_dim..(i + 1) * a_dim], &w, b_dim);
+            }
+            assert_eq!(c, want, "matmul {rows}x{a_dim}x{b_dim}: same order of additions");
             let x = &a[..a_dim];
             let mut y = vec![0.25; b_dim];
             let mut want = y.clone();
