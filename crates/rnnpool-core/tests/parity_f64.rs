@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use burn::prelude::*;
 use burn::tensor::{DType, FloatDType};
-use common::{Case, check_case, fixture_files};
+use common::{Case, fixture_files};
 use rnnpool_core::RnnPoolImpl;
 
 const TOL: f64 = 1e-9;
@@ -43,25 +43,15 @@ fn devices() -> &'static Vec<(&'static str, Device)> {
 }
 
 fn run(imp: RnnPoolImpl) {
-    let mut failures = Vec::new();
     for path in fixture_files() {
-        let case = Case::load(&path);
-        let dtype = case.state.get_any("input").unwrap().dtype;
+        let dtype = Case::load(&path).state.get_any("input").unwrap().dtype;
         assert_eq!(dtype, DType::F64, "{}: fixture is not f64", path.display());
-        for (dev_name, device) in devices() {
-            let probe = Tensor::<1>::zeros([1], device);
-            assert_eq!(probe.dtype(), DType::F64, "{dev_name} did not switch to f64");
-            let tol = tolerance(dev_name, imp);
-            for (what, err) in check_case(&case, device, DType::F64, imp) {
-                let name = path.file_name().unwrap().to_string_lossy();
-                eprintln!("{name} {dev_name} {imp:?} {what}: rel err {err:.2e}");
-                if !(err <= tol) {
-                    failures.push(format!("{name} {dev_name} {imp:?} {what}: {err:.2e}"));
-                }
-            }
-        }
     }
-    assert!(failures.is_empty(), "over tolerance:\n{}", failures.join("\n"));
+    for (name, device) in devices() {
+        let probe = Tensor::<1>::zeros([1], device);
+        assert_eq!(probe.dtype(), DType::F64, "{name} did not switch to f64");
+    }
+    common::assert_parity(devices(), DType::F64, imp, |device| tolerance(device, imp));
 }
 
 #[test]

@@ -70,51 +70,36 @@ pub trait RnnPoolBackend: Backend {
     ) -> RnnPoolGrads<Self>;
 }
 
-impl RnnPoolBackend for Flex {
-    fn rnnpool_fastgrnn(
-        x: FloatTensor<Self>,
-        rnn1: CellTensors<Self>,
-        rnn2: CellTensors<Self>,
-        patch: [usize; 2],
-        stride: [usize; 2],
-    ) -> FloatTensor<Self> {
-        host_forward::<Self>(x, rnn1, rnn2, patch, stride)
-    }
+/// The CPU backends share one host implementation: read the tensors, run the kernel, write back.
+macro_rules! host_backend {
+    ($backend:ty) => {
+        impl RnnPoolBackend for $backend {
+            fn rnnpool_fastgrnn(
+                x: FloatTensor<Self>,
+                rnn1: CellTensors<Self>,
+                rnn2: CellTensors<Self>,
+                patch: [usize; 2],
+                stride: [usize; 2],
+            ) -> FloatTensor<Self> {
+                host_forward::<Self>(x, rnn1, rnn2, patch, stride)
+            }
 
-    fn rnnpool_fastgrnn_backward(
-        x: FloatTensor<Self>,
-        rnn1: CellTensors<Self>,
-        rnn2: CellTensors<Self>,
-        grad_out: FloatTensor<Self>,
-        patch: [usize; 2],
-        stride: [usize; 2],
-    ) -> RnnPoolGrads<Self> {
-        host_backward::<Self>(x, rnn1, rnn2, grad_out, patch, stride)
-    }
+            fn rnnpool_fastgrnn_backward(
+                x: FloatTensor<Self>,
+                rnn1: CellTensors<Self>,
+                rnn2: CellTensors<Self>,
+                grad_out: FloatTensor<Self>,
+                patch: [usize; 2],
+                stride: [usize; 2],
+            ) -> RnnPoolGrads<Self> {
+                host_backward::<Self>(x, rnn1, rnn2, grad_out, patch, stride)
+            }
+        }
+    };
 }
 
-impl RnnPoolBackend for NdArray {
-    fn rnnpool_fastgrnn(
-        x: FloatTensor<Self>,
-        rnn1: CellTensors<Self>,
-        rnn2: CellTensors<Self>,
-        patch: [usize; 2],
-        stride: [usize; 2],
-    ) -> FloatTensor<Self> {
-        host_forward::<Self>(x, rnn1, rnn2, patch, stride)
-    }
-
-    fn rnnpool_fastgrnn_backward(
-        x: FloatTensor<Self>,
-        rnn1: CellTensors<Self>,
-        rnn2: CellTensors<Self>,
-        grad_out: FloatTensor<Self>,
-        patch: [usize; 2],
-        stride: [usize; 2],
-    ) -> RnnPoolGrads<Self> {
-        host_backward::<Self>(x, rnn1, rnn2, grad_out, patch, stride)
-    }
-}
+host_backend!(Flex);
+host_backend!(NdArray);
 
 #[derive(Debug)]
 struct RnnPoolBackward;

@@ -163,3 +163,28 @@ pub fn check_case(case: &Case, device: &Device, dtype: burn::tensor::DType, imp:
     }
     errs
 }
+
+/// Runs every fixture on every device with `imp` and asserts each error is within
+/// `tolerance(device name)`; prints every error so that a run shows the margins.
+pub fn assert_parity(
+    devices: &[(&'static str, Device)],
+    dtype: burn::tensor::DType,
+    imp: RnnPoolImpl,
+    tolerance: impl Fn(&str) -> f64,
+) {
+    let mut failures = Vec::new();
+    for path in fixture_files() {
+        let case = Case::load(&path);
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        for (dev_name, device) in devices {
+            let tol = tolerance(dev_name);
+            for (what, err) in check_case(&case, device, dtype, imp) {
+                eprintln!("{name} {dev_name} {imp:?} {what}: rel err {err:.2e}");
+                if !(err <= tol) {
+                    failures.push(format!("{name} {dev_name} {imp:?} {what}: {err:.2e} > {tol:e}"));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "over tolerance:\n{}", failures.join("\n"));
+}
