@@ -26,6 +26,10 @@ pub enum RnnPoolError {
     FusedNeedsFastGrnn { cell: &'static str },
     #[error("the fused implementation runs on the Flex and NdArray backends; this device is {device}")]
     FusedUnsupportedDevice { device: String },
+    #[error("EdgeML checkpoints hold FastGRNN cells, but this RNNPool uses {cell}")]
+    ImportNeedsFastGrnn { cell: &'static str },
+    #[error("{path}: tensor `{key}` should be an [input, hidden] matrix, found shape {found:?}")]
+    NotAMatrix { path: PathBuf, key: String, found: Vec<usize> },
     #[error("{path}: {message}")]
     Read { path: PathBuf, message: String },
     #[error("{path}: no tensor named `{key}`")]

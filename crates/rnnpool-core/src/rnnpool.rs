@@ -185,7 +185,7 @@ impl RnnPool {
     pub fn load_edgeml(self, state: &StateDict, prefix: &str) -> Result<Self, RnnPoolError> {
         let load = |cell: RnnCell, name: &str| match cell {
             RnnCell::FastGrnn(c) => Ok(RnnCell::FastGrnn(c.load_edgeml(state, &format!("{prefix}{name}"))?)),
-            other => Err(RnnPoolError::FusedNeedsFastGrnn { cell: other.name() }),
+            other => Err(RnnPoolError::ImportNeedsFastGrnn { cell: other.name() }),
         };
         Ok(Self {
             rnn1: load(self.rnn1, "cell_rnn.cell.")?,
@@ -196,19 +196,19 @@ impl RnnPool {
 
     /// Builds an operator whose sizes come from the EdgeML tensors under `prefix` and loads them.
     pub fn from_edgeml(state: &StateDict, prefix: &str, device: &Device) -> Result<Self, RnnPoolError> {
-        let w1 = state.get_any(&format!("{prefix}cell_rnn.cell.W"))?;
-        let w2 = state.get_any(&format!("{prefix}cell_bidirrnn.cell.W"))?;
-        let dim = |t: &crate::state_dict::StateTensor, key: &str, i: usize| {
-            t.shape.get(i).copied().ok_or_else(|| RnnPoolError::ShapeMismatch {
-                path: state.path().into(),
-                key: format!("{prefix}{key}"),
-                expected: vec![0, 0],
-                found: t.shape.clone(),
-            })
+        let dims = |name: &str| -> Result<[usize; 2], RnnPoolError> {
+            let key = format!("{prefix}{name}");
+            match state.get_any(&key)?.shape[..] {
+                [input, hidden] => Ok([input, hidden]),
+                ref found => Err(RnnPoolError::NotAMatrix {
+                    path: state.path().into(),
+                    key,
+                    found: found.to_vec(),
+                }),
+            }
         };
-        let k = dim(w1, "cell_rnn.cell.W", 0)?;
-        let h1 = dim(w1, "cell_rnn.cell.W", 1)?;
-        let h2 = dim(w2, "cell_bidirrnn.cell.W", 1)?;
+        let [k, h1] = dims("cell_rnn.cell.W")?;
+        let [_, h2] = dims("cell_bidirrnn.cell.W")?;
         RnnPoolConfig::new(k, h1, h2).init(device)?.load_edgeml(state, prefix)
     }
 }

@@ -85,6 +85,10 @@ fn missing_key_and_wrong_shape_are_named() {
     let msg = err.to_string();
     assert!(msg.contains("cell_bidirrnn.cell.W") && msg.contains("[4, 6]") && msg.contains("[4, 5]"), "{msg}");
 
+    let gru = RnnPoolConfig::new(3, 4, 5).with_cell(rnnpool_core::RnnCellKind::Gru).init(&device).unwrap();
+    let err = gru.load_edgeml(&StateDict::load(&path).unwrap(), "").unwrap_err();
+    assert!(err.to_string().contains("GRU"), "{err}");
+
     let garbage = dir.join("garbage.pth");
     std::fs::write(&garbage, b"not a checkpoint").unwrap();
     let err = StateDict::load(&garbage).unwrap_err();

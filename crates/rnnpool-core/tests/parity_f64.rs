@@ -8,7 +8,6 @@ use std::sync::OnceLock;
 
 use burn::prelude::*;
 use burn::tensor::{DType, FloatDType};
-use common::{Case, fixture_files};
 use rnnpool_core::RnnPoolImpl;
 
 const TOL: f64 = 1e-9;
@@ -43,10 +42,6 @@ fn devices() -> &'static Vec<(&'static str, Device)> {
 }
 
 fn run(imp: RnnPoolImpl) {
-    for path in fixture_files() {
-        let dtype = Case::load(&path).state.get_any("input").unwrap().dtype;
-        assert_eq!(dtype, DType::F64, "{}: fixture is not f64", path.display());
-    }
     for (name, device) in devices() {
         let probe = Tensor::<1>::zeros([1], device);
         assert_eq!(probe.dtype(), DType::F64, "{name} did not switch to f64");

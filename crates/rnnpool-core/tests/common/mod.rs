@@ -173,8 +173,16 @@ pub fn assert_parity(
     tolerance: impl Fn(&str) -> f64,
 ) {
     let mut failures = Vec::new();
+    let mut compared = 0;
     for path in fixture_files() {
         let case = Case::load(&path);
+        // A fixture computed in f32 cannot be held to f64 accuracy; every fixture is checked in f32.
+        let fixture_dtype = case.state.get_any("input").unwrap_or_else(|e| panic!("{e}")).dtype;
+        if dtype == burn::tensor::DType::F64 && fixture_dtype != dtype {
+            eprintln!("{}: {fixture_dtype:?} fixture, not compared in f64", path.display());
+            continue;
+        }
+        compared += 1;
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         for (dev_name, device) in devices {
             let tol = tolerance(dev_name);
@@ -187,4 +195,5 @@ pub fn assert_parity(
         }
     }
     assert!(failures.is_empty(), "over tolerance:\n{}", failures.join("\n"));
+    eprintln!("{compared} fixtures compared");
 }
