@@ -29,6 +29,8 @@ impl RnnCellKind {
 }
 
 /// A cell that summarises a sequence into its last hidden state.
+// Built once per layer, so the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum RnnCell {
     FastGrnn(FastGrnnCell),

@@ -64,7 +64,7 @@ impl StateDict {
             .map_err(|e| read_err(format!("not a PyTorch checkpoint: {e}")))?;
         let mut tensors = HashMap::new();
         for (name, t) in reader.into_tensors() {
-            let (dtype, conv): (DType, fn(&[u8]) -> Vec<f64>) = match t.dtype() {
+            let (dtype, conv): (DType, Decode) = match t.dtype() {
                 pytorch_reader::DType::F32 => {
                     (DType::F32, |d| le_values::<4>(d, |b| f32::from_le_bytes(b) as f64))
                 }
@@ -140,6 +140,9 @@ impl StateTensor {
         Tensor::from_data(data, (device, dtype))
     }
 }
+
+/// Little-endian bytes to values.
+type Decode = fn(&[u8]) -> Vec<f64>;
 
 fn le_values<const N: usize>(data: &[u8], f: impl Fn([u8; N]) -> f64) -> Vec<f64> {
     data.chunks_exact(N)

@@ -394,3 +394,97 @@ pub fn backward<T: Real>(
     }
     Grads { x: dx, rnn1: g1.finish(&rnn1), rnn2: g2.finish(&rnn2) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Case {
+        grid: PatchGrid,
+        x: Vec<f32>,
+        params: Vec<Vec<f32>>,
+    }
+
+    fn values(n: usize, seed: f32) -> Vec<f32> {
+        (0..n).map(|i| (i as f32 * 0.618 + seed).sin() * 0.7).collect()
+    }
+
+    fn case() -> Case {
+        let grid = PatchGrid { batch: 3, channels: 5, height: 17, width: 14, patch: [6, 5], stride: [2, 3] };
+        let (k, h1, h2) = (5, 8, 16);
+        let shapes = [k * h1, h1 * h1, h1, h1, h1 * h2, h2 * h2, h2, h2];
+        let params = shapes.iter().enumerate().map(|(i, &n)| values(n, i as f32)).collect();
+        Case { grid, x: values(3 * 17 * 14 * 5, 9.0), params }
+    }
+
+    fn views(c: &Case) -> (CellView<'_, f32>, CellView<'_, f32>) {
+        let p = &c.params;
+        let view = |o: usize, input, hidden| CellView {
+            w: &p[o],
+            u: &p[o + 1],
+            bias_gate: &p[o + 2],
+            bias_update: &p[o + 3],
+            zeta: 0.4,
+            nu: -0.3,
+            input,
+            hidden,
+        };
+        (view(0, 5, 8), view(4, 8, 16))
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    #[test]
+    fn results_do_not_depend_on_the_thread_count() {
+        let c = case();
+        let (r1, r2) = views(&c);
+        let run = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let y = forward(&c.grid, &c.x, r1, r2);
+                let g = backward(&c.grid, &c.x, r1, r2, &y);
+                (bits(&y), bits(&g.x), bits(&g.rnn1.u), bits(&g.rnn2.w), g.rnn1.zeta.to_bits())
+            })
+        };
+        assert_eq!(run(1), run(3));
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_avx2_copy_computes_the_same_bits() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            return;
+        }
+        let c = case();
+        let (v1, v2) = views(&c);
+        let (rnn1, rnn2) = (Cells::new(v1), Cells::new(v2));
+        let g = &c.grid;
+        let width = g.out_w() * 4 * 16;
+        let mut s = Scratch::new(g, 8, 16);
+        let row = PatchRow { b: 1, oi: 2 };
+        let (mut plain, mut avx) = (vec![0.0f32; width], vec![0.0f32; width]);
+        forward_row(&mut s, g, &c.x, row, &mut plain, &rnn1, &rnn2);
+        // SAFETY: AVX2 support was checked above.
+        unsafe { simd::forward_row(&mut s, g, &c.x, row, &mut avx, &rnn1, &rnn2) };
+        assert_eq!(bits(&plain), bits(&avx));
+
+        let grad_out = values(g.batch * g.out_h() * width, 3.0);
+        let band_len = g.patch[0].div_ceil(g.stride[0]) * g.stride[0] * g.width * g.channels;
+        let mut grads = |use_avx: bool| {
+            let mut band = vec![0.0f32; band_len];
+            let mut a1 = CellGrads::zeros(5, 8);
+            let mut a2 = CellGrads::zeros(8, 16);
+            let acc = (&mut a1, &mut a2);
+            if use_avx {
+                // SAFETY: AVX2 support was checked above.
+                unsafe { simd::backward_row(&mut s, g, &c.x, row, &grad_out, &mut band, &rnn1, &rnn2, acc) };
+            } else {
+                backward_row(&mut s, g, &c.x, row, &grad_out, &mut band, &rnn1, &rnn2, acc);
+            }
+            (bits(&band), bits(&a1.w), bits(&a1.u), bits(&a2.bias_gate), a2.nu.to_bits())
+        };
+        assert_eq!(grads(false), grads(true));
+    }
+}

@@ -76,6 +76,7 @@ impl Real for f32 {
 
 /// exp(x) for f32 without a libm call: Cody-Waite range reduction to r in [-ln2/2, ln2/2],
 /// a degree-6 polynomial for e^r, and the exponent built in the float's bits.
+#[allow(clippy::excessive_precision)] // 1/k! written out; the compiler rounds them to f32
 #[inline(always)]
 pub fn exp_f32(x: f32) -> f32 {
     const LOG2E: f32 = core::f32::consts::LOG2_E;
@@ -100,6 +101,7 @@ pub fn exp_f32(x: f32) -> f32 {
 
 /// tanh(x) for f32 as a rational function (odd numerator of degree 13, even denominator of
 /// degree 6), clamped where tanh rounds to +-1 in f32. Accurate near zero, unlike 1 - 2/(e^2x+1).
+#[allow(clippy::excessive_precision)] // a published minimax fit (the one in Eigen's ptanh_float)
 #[inline(always)]
 pub fn tanh_f32(x: f32) -> f32 {
     const CLAMP: f32 = 7.905_311;

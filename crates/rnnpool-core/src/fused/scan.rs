@@ -114,7 +114,7 @@ impl Sweep {
             Self::Bidir { offset, len } => offset + if s == 0 { t } else { len - 1 - t },
             Self::BidirRowsCols { len } => {
                 let base = if s < 2 { 0 } else { len };
-                base + if s % 2 == 0 { t } else { len - 1 - t }
+                base + if s.is_multiple_of(2) { t } else { len - 1 - t }
             }
         }
     }
