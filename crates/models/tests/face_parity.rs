@@ -1,0 +1,72 @@
+//! Parity with EdgeML's face detectors: every `*.safetensors` in `$RNNPOOL_MODEL_FIXTURES`
+//! (default `../shared/fixtures/models`) whose `arch` this crate implements is loaded and run
+//! in eval mode; `loc`, `conf` and `priors` must match within 1e-3 (largest difference over
+//! the tensor's largest magnitude). Fixtures of architectures not implemented yet are listed.
+
+use std::path::PathBuf;
+
+use burn::prelude::*;
+use burn::tensor::DType;
+use models::QvgaFaceArch;
+use rnnpool_core::StateDict;
+
+fn fixture_dir() -> PathBuf {
+    std::env::var_os("RNNPOOL_MODEL_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/models"))
+}
+
+fn rel_err(got: Tensor<3>, want: &[f64]) -> f64 {
+    let got = got.into_data().convert::<f64>().try_to_vec::<f64>().unwrap();
+    assert_eq!(got.len(), want.len(), "length");
+    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    got.iter().zip(want).map(|(g, w)| (g - w).abs()).fold(0.0, f64::max) / scale
+}
+
+#[test]
+fn qvga_face_detectors_match_edgeml() {
+    let device = Device::flex();
+    let mut compared = 0;
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(fixture_dir())
+        .unwrap_or_else(|e| panic!("{}: {e}", fixture_dir().display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    entries.sort();
+    for path in entries {
+        let state = StateDict::load(&path).unwrap();
+        let arch = state.metadata().get("arch").cloned().unwrap_or_default();
+        let Some(kind) = QvgaFaceArch::from_edgeml_name(&arch) else {
+            eprintln!("{}: arch {arch} not implemented yet, skipped", path.display());
+            continue;
+        };
+        let model = kind.init(&device).unwrap().load_edgeml(&state).unwrap();
+        let input = state.get_any("input").unwrap();
+        let x: Tensor<4> = input.to_tensor(&device, DType::F32);
+        let out = model.forward(x).unwrap();
+        let [b, p, _] = out.loc.dims();
+        let priors = out.priors.reshape([1, p, 4]);
+        for (name, got) in [("loc", out.loc), ("conf", out.conf), ("priors", priors)] {
+            let want = &state.get_any(name).unwrap().values;
+            let err = rel_err(got, want);
+            eprintln!("{} {name} (batch {b}, {p} priors): rel err {err:.2e}", path.display());
+            assert!(err <= 1e-3, "{}: {name} differs by {err:e}", path.display());
+        }
+        compared += 1;
+    }
+    assert!(compared > 0, "no fixture of an implemented architecture");
+}
+
+#[test]
+fn m4_forward_and_backward_run_on_ndarray_autodiff() {
+    #[allow(deprecated)]
+    let device = Device::ndarray().autodiff();
+    let model = QvgaFaceArch::M4.init(&device).unwrap();
+    let x = Tensor::<4>::random([2, 1, 64, 96], burn::tensor::Distribution::Normal(0.0, 50.0), &device);
+    let out = model.forward(x).unwrap();
+    // 64x96 -> conv 32x48 -> RNNPool 7x11 + 1 = 8x12 -> sources 8x12, 8x12, 4x6, 4x6.
+    assert_eq!(out.loc.dims(), [2, 2 * 96 + 2 * 24, 4]);
+    let grads = (out.loc.powi_scalar(2).mean() + out.conf.powi_scalar(2).mean()).backward();
+    let g = model.conv.conv.weight.grad(&grads).expect("stem gradient");
+    assert!(g.abs().sum().into_scalar::<f32>() > 0.0);
+}
