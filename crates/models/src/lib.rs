@@ -6,6 +6,8 @@
 pub mod blocks;
 pub mod face_qvga;
 pub mod load;
+pub mod mobilenetv2;
 pub mod s3fd;
 
 pub use face_qvga::{FaceOutput, QvgaFaceArch, QvgaFaceDetector};
+pub use mobilenetv2::{MobileNetV2, MobileNetV2Config};

@@ -1,13 +1,14 @@
-//! Parity with EdgeML's face detectors: every `*.safetensors` in `$RNNPOOL_MODEL_FIXTURES`
-//! (default `../shared/fixtures/models`) whose `arch` this crate implements is loaded and run
-//! in eval mode; `loc`, `conf` and `priors` must match within 1e-3 (largest difference over
-//! the tensor's largest magnitude). Fixtures of architectures not implemented yet are listed.
+//! Parity with EdgeML's models: every `*.safetensors` in `$RNNPOOL_MODEL_FIXTURES` (default
+//! `../shared/fixtures/models`) whose `arch` this crate implements is loaded and run in eval
+//! mode; `loc`, `conf` and `priors` (faces) or `logits` (classifiers) must match within 1e-3
+//! (largest difference over the tensor's largest magnitude). Fixtures of architectures not
+//! implemented yet are listed.
 
 use std::path::PathBuf;
 
 use burn::prelude::*;
 use burn::tensor::DType;
-use models::QvgaFaceArch;
+use models::{MobileNetV2Config, QvgaFaceArch};
 use rnnpool_core::StateDict;
 
 fn fixture_dir() -> PathBuf {
@@ -16,7 +17,7 @@ fn fixture_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/models"))
 }
 
-fn rel_err(got: Tensor<3>, want: &[f64]) -> f64 {
+fn rel_err<const D: usize>(got: Tensor<D>, want: &[f64]) -> f64 {
     let got = got.into_data().convert::<f64>().try_to_vec::<f64>().unwrap();
     assert_eq!(got.len(), want.len(), "length");
     let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
@@ -24,7 +25,7 @@ fn rel_err(got: Tensor<3>, want: &[f64]) -> f64 {
 }
 
 #[test]
-fn qvga_face_detectors_match_edgeml() {
+fn implemented_models_match_edgeml() {
     let device = Device::flex();
     let mut compared = 0;
     let mut entries: Vec<PathBuf> = std::fs::read_dir(fixture_dir())
@@ -36,6 +37,15 @@ fn qvga_face_detectors_match_edgeml() {
     for path in entries {
         let state = StateDict::load(&path).unwrap();
         let arch = state.metadata().get("arch").cloned().unwrap_or_default();
+        if arch == "model_mobilenet_rnnpool" {
+            let model = MobileNetV2Config::vww().init(&device).unwrap().load_state(&state).unwrap();
+            let x: Tensor<4> = state.get_any("input").unwrap().to_tensor(&device, DType::F32);
+            let err = rel_err(model.forward(x).unwrap(), &state.get_any("logits").unwrap().values);
+            eprintln!("{} logits: rel err {err:.2e}", path.display());
+            assert!(err <= 1e-3, "{}: logits differ by {err:e}", path.display());
+            compared += 1;
+            continue;
+        }
         let Some(kind) = QvgaFaceArch::from_edgeml_name(&arch) else {
             eprintln!("{}: arch {arch} not implemented yet, skipped", path.display());
             continue;

@@ -1,0 +1,179 @@
+//! MobileNetV2 (torchvision layout) and its RNNPool variants: MobileNetV2-RNNPool for ImageNet
+//! (paper Table 10) and MobileNetV2-0.35x-RNNPool for Visual Wake Words (EdgeML's
+//! `model_mobilenet_rnnpool.py`), where one RNNPool layer replaces the first three stages.
+
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use rnnpool_core::{RnnPoolError, RnnPoolLayer, RnnPoolLayerConfig, StateDict};
+
+use crate::blocks::{ConvBnRelu6, InvertedResidual, make_divisible};
+
+/// torchvision's `inverted_residual_setting`: `(t, c, n, s)` = expansion, channels, repeats,
+/// first stride.
+const STAGES: [(usize, usize, usize, usize); 7] =
+    [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)];
+
+/// The RNNPool layer that replaces the first three stages (stride 8 of feature extraction).
+#[derive(Config, Debug)]
+pub struct RnnPoolStemConfig {
+    #[config(default = 6)]
+    pub patch: usize,
+    #[config(default = 4)]
+    pub stride: usize,
+    #[config(default = 16)]
+    pub hidden1: usize,
+    #[config(default = 16)]
+    pub hidden2: usize,
+}
+
+#[derive(Config, Debug)]
+pub struct MobileNetV2Config {
+    #[config(default = 1000)]
+    pub num_classes: usize,
+    #[config(default = 1.0)]
+    pub width_mult: f64,
+    #[config(default = 3)]
+    pub in_channels: usize,
+    /// Channels of the first 3x3 stride-2 conv; `None`: `make_divisible(32 * width_mult)`.
+    pub stem_channels: Option<usize>,
+    /// Channels of the last 1x1 conv; `None`: `make_divisible(1280 * max(1, width_mult))`.
+    pub last_channel: Option<usize>,
+    /// `Some`: MobileNetV2-RNNPool (the RNNPool layer replaces stages 1-3).
+    pub rnnpool: Option<RnnPoolStemConfig>,
+    #[config(default = 0.2)]
+    pub dropout: f64,
+}
+
+impl MobileNetV2Config {
+    /// MobileNetV2-0.35x-RNNPool for Visual Wake Words, as EdgeML trains it.
+    pub fn vww() -> Self {
+        Self::new()
+            .with_num_classes(2)
+            .with_width_mult(0.35)
+            .with_stem_channels(Some(8))
+            .with_last_channel(Some(320))
+            .with_rnnpool(Some(RnnPoolStemConfig::new().with_hidden1(8).with_hidden2(8)))
+    }
+
+    /// MobileNetV2-RNNPool for ImageNet (paper Table 10: patch 6, stride 4, h1 = h2 = 16).
+    pub fn imagenet_rnnpool(num_classes: usize) -> Self {
+        Self::new().with_num_classes(num_classes).with_rnnpool(Some(RnnPoolStemConfig::new()))
+    }
+
+    pub fn init(&self, device: &Device) -> Result<MobileNetV2, RnnPoolError> {
+        let w = self.width_mult;
+        let stem = self.stem_channels.unwrap_or_else(|| make_divisible(32.0 * w, 8));
+        let last = self.last_channel.unwrap_or_else(|| make_divisible(1280.0 * w.max(1.0), 8));
+        let (rnn_pool, mut cin, first_stage) = match &self.rnnpool {
+            Some(r) => {
+                let layer = RnnPoolLayerConfig::square(stem, r.patch, r.stride, r.hidden1, r.hidden2).init(device)?;
+                (Some(layer), 4 * r.hidden2, 3)
+            }
+            None => (None, stem, 0),
+        };
+        let mut blocks = Vec::new();
+        for &(t, c, n, s) in &STAGES[first_stage..] {
+            let cout = make_divisible(c as f64 * w, 8);
+            for i in 0..n {
+                blocks.push(InvertedResidual::new(cin, cout, if i == 0 { s } else { 1 }, t, device));
+                cin = cout;
+            }
+        }
+        Ok(MobileNetV2 {
+            stem: ConvBnRelu6::new(self.in_channels, stem, 3, 2, 1, device),
+            rnn_pool,
+            blocks,
+            last: ConvBnRelu6::new(cin, last, 1, 1, 1, device),
+            dropout: DropoutConfig::new(self.dropout).init(),
+            classifier: LinearConfig::new(last, self.num_classes).init(device),
+        })
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct MobileNetV2 {
+    pub stem: ConvBnRelu6,
+    pub rnn_pool: Option<RnnPoolLayer>,
+    pub blocks: Vec<InvertedResidual>,
+    pub last: ConvBnRelu6,
+    pub dropout: Dropout,
+    pub classifier: Linear,
+}
+
+impl MobileNetV2 {
+    /// `x` `[batch, in_channels, height, width]` -> logits `[batch, num_classes]`.
+    pub fn forward(&self, x: Tensor<4>) -> Result<Tensor<2>, RnnPoolError> {
+        let mut h = self.stem.forward(x);
+        if let Some(pool) = &self.rnn_pool {
+            h = pool.try_forward(h)?;
+        }
+        for block in &self.blocks {
+            h = block.forward(h);
+        }
+        let h = self.last.forward(h);
+        let [b, c, _, _] = h.dims();
+        let pooled = h.mean_dim(3).mean_dim(2).reshape([b, c]);
+        Ok(self.classifier.forward(self.dropout.forward(pooled)))
+    }
+
+    /// Loads a state_dict by the original names: torchvision's (`features.0` stem,
+    /// `features.1..` blocks, last conv, `classifier.1`) or, with an RNNPool, EdgeML's VWW
+    /// model (`features_init`, `rnn_model`, `features.0..` blocks, last conv, `classifier.1`).
+    pub fn load_state(mut self, state: &StateDict) -> Result<Self, RnnPoolError> {
+        let first_block = match self.rnn_pool.take() {
+            Some(pool) => {
+                self.stem.load(state, "features_init.")?;
+                self.rnn_pool = Some(pool.load_edgeml(state, "rnn_model.")?);
+                0
+            }
+            None => {
+                self.stem.load(state, "features.0.")?;
+                1
+            }
+        };
+        for (i, block) in self.blocks.iter_mut().enumerate() {
+            block.load(state, &format!("features.{}.", first_block + i))?;
+        }
+        let last = first_block + self.blocks.len();
+        self.last.load(state, &format!("features.{last}."))?;
+        let (device, dtype) = (self.classifier.weight.device(), self.classifier.weight.val().dtype());
+        let [fin, fout] = self.classifier.weight.dims();
+        // PyTorch stores Linear weights as [out, in]; burn as [in, out].
+        let w: Tensor<2> = state.tensor("classifier.1.weight", [fout, fin], &device, dtype)?;
+        self.classifier.weight = burn::module::Param::from_tensor(w.transpose());
+        if let Some(bias) = &mut self.classifier.bias {
+            *bias = burn::module::Param::from_tensor(state.tensor("classifier.1.bias", [fout], &device, dtype)?);
+        }
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vww_layout_is_edgemls() {
+        let device = Device::flex();
+        let m = MobileNetV2Config::vww().init(&device).unwrap();
+        assert_eq!(m.blocks.len(), 11);
+        assert_eq!(m.stem.conv.weight.dims(), [8, 3, 3, 3]);
+        assert_eq!(m.blocks[0].project.weight.dims(), [24, 192, 1, 1]);
+        assert_eq!(m.blocks[10].project.weight.dims(), [112, 336, 1, 1]);
+        assert_eq!(m.last.conv.weight.dims(), [320, 112, 1, 1]);
+        let y = m.forward(Tensor::zeros([1, 3, 96, 96], &device)).unwrap();
+        assert_eq!(y.dims(), [1, 2]);
+    }
+
+    #[test]
+    fn plain_mobilenetv2_has_torchvisions_17_blocks() {
+        let device = Device::flex();
+        let m = MobileNetV2Config::new().init(&device).unwrap();
+        assert_eq!(m.blocks.len(), 17);
+        assert!(m.rnn_pool.is_none());
+        assert!(m.blocks[0].expand.is_none());
+        let r = MobileNetV2Config::imagenet_rnnpool(10).init(&device).unwrap();
+        assert_eq!(r.blocks.len(), 11);
+        assert_eq!(r.blocks[0].expand.as_ref().unwrap().conv.weight.dims(), [384, 64, 1, 1]);
+    }
+}
