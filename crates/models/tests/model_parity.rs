@@ -1,14 +1,13 @@
 //! Parity with EdgeML's models: every `*.safetensors` in `$RNNPOOL_MODEL_FIXTURES` (default
 //! `../shared/fixtures/models`) whose `arch` this crate implements is loaded and run in eval
 //! mode; `loc`, `conf` and `priors` (faces) or `logits` (classifiers) must match within 1e-3
-//! (largest difference over the tensor's largest magnitude). Fixtures of architectures not
-//! implemented yet are listed.
+//! (largest difference over the tensor's largest magnitude).
 
 use std::path::PathBuf;
 
 use burn::prelude::*;
 use burn::tensor::DType;
-use models::{MobileNetV2Config, QvgaFaceArch};
+use models::{FaceArch, MobileNetV2Config};
 use rnnpool_core::StateDict;
 
 fn fixture_dir() -> PathBuf {
@@ -46,10 +45,8 @@ fn implemented_models_match_edgeml() {
             compared += 1;
             continue;
         }
-        let Some(kind) = QvgaFaceArch::from_edgeml_name(&arch) else {
-            eprintln!("{}: arch {arch} not implemented yet, skipped", path.display());
-            continue;
-        };
+        let kind = FaceArch::from_edgeml_name(&arch)
+            .unwrap_or_else(|| panic!("{}: unknown arch `{arch}`", path.display()));
         let model = kind.init(&device).unwrap().load_edgeml(&state).unwrap();
         let input = state.get_any("input").unwrap();
         let x: Tensor<4> = input.to_tensor(&device, DType::F32);
@@ -64,19 +61,35 @@ fn implemented_models_match_edgeml() {
         }
         compared += 1;
     }
-    assert!(compared > 0, "no fixture of an implemented architecture");
+    assert!(compared > 0, "no model fixture in {}", fixture_dir().display());
+}
+
+#[test]
+fn pytorch_checkpoint_gives_the_fixture_outputs() {
+    // A real `torch.save(state_dict)` file, with EdgeML's aliased RNN keys and
+    // num_batches_tracked entries that the loader must ignore.
+    let device = Device::flex();
+    let pth = StateDict::load(fixture_dir().join("RPool_Face_M4.pth")).unwrap();
+    let reference = StateDict::load(fixture_dir().join("RPool_Face_M4.safetensors")).unwrap();
+    let model = FaceArch::M4.init(&device).unwrap().load_edgeml(&pth).unwrap();
+    let x: Tensor<4> = reference.get_any("input").unwrap().to_tensor(&device, DType::F32);
+    let out = model.forward(x).unwrap();
+    for (name, got) in [("loc", out.loc), ("conf", out.conf)] {
+        let err = rel_err(got, &reference.get_any(name).unwrap().values);
+        assert!(err <= 1e-5, "{name}: {err:e}");
+    }
 }
 
 #[test]
 fn m4_forward_and_backward_run_on_ndarray_autodiff() {
     #[allow(deprecated)]
     let device = Device::ndarray().autodiff();
-    let model = QvgaFaceArch::M4.init(&device).unwrap();
+    let model = FaceArch::M4.init(&device).unwrap();
     let x = Tensor::<4>::random([2, 1, 64, 96], burn::tensor::Distribution::Normal(0.0, 50.0), &device);
     let out = model.forward(x).unwrap();
     // 64x96 -> conv 32x48 -> RNNPool 7x11 + 1 = 8x12 -> sources 8x12, 8x12, 4x6, 4x6.
     assert_eq!(out.loc.dims(), [2, 2 * 96 + 2 * 24, 4]);
     let grads = (out.loc.powi_scalar(2).mean() + out.conf.powi_scalar(2).mean()).backward();
-    let g = model.conv.conv.weight.grad(&grads).expect("stem gradient");
+    let g = model.stem[0].conv.weight.grad(&grads).expect("stem gradient");
     assert!(g.abs().sum().into_scalar::<f32>() > 0.0);
 }
