@@ -26,8 +26,23 @@ pub struct ConvBnRelu6 {
     pub bn: BatchNorm,
 }
 
+/// PyTorch's (and burn's) default BatchNorm momentum; EdgeML's VWW model uses 0.01.
+pub const BN_MOMENTUM: f64 = 0.1;
+
 impl ConvBnRelu6 {
     pub fn new(cin: usize, cout: usize, kernel: usize, stride: usize, groups: usize, device: &Device) -> Self {
+        Self::with_momentum(cin, cout, kernel, stride, groups, BN_MOMENTUM, device)
+    }
+
+    pub fn with_momentum(
+        cin: usize,
+        cout: usize,
+        kernel: usize,
+        stride: usize,
+        groups: usize,
+        bn_momentum: f64,
+        device: &Device,
+    ) -> Self {
         let pad = (kernel - 1) / 2;
         Self {
             conv: Conv2dConfig::new([cin, cout], [kernel, kernel])
@@ -36,7 +51,7 @@ impl ConvBnRelu6 {
                 .with_groups(groups)
                 .with_bias(false)
                 .init(device),
-            bn: BatchNormConfig::new(cout).init(device),
+            bn: BatchNormConfig::new(cout).with_momentum(bn_momentum).init(device),
         }
     }
 
@@ -66,12 +81,24 @@ pub struct InvertedResidual {
 
 impl InvertedResidual {
     pub fn new(cin: usize, cout: usize, stride: usize, expand_ratio: usize, device: &Device) -> Self {
+        Self::with_momentum(cin, cout, stride, expand_ratio, BN_MOMENTUM, device)
+    }
+
+    pub fn with_momentum(
+        cin: usize,
+        cout: usize,
+        stride: usize,
+        expand_ratio: usize,
+        bn_momentum: f64,
+        device: &Device,
+    ) -> Self {
         let hidden = cin * expand_ratio;
+        let cbr = |i, o, k, s, g| ConvBnRelu6::with_momentum(i, o, k, s, g, bn_momentum, device);
         Self {
-            expand: (expand_ratio != 1).then(|| ConvBnRelu6::new(cin, hidden, 1, 1, 1, device)),
-            depthwise: ConvBnRelu6::new(hidden, hidden, 3, stride, hidden, device),
+            expand: (expand_ratio != 1).then(|| cbr(cin, hidden, 1, 1, 1)),
+            depthwise: cbr(hidden, hidden, 3, stride, hidden),
             project: Conv2dConfig::new([hidden, cout], [1, 1]).with_bias(false).init(device),
-            project_bn: BatchNormConfig::new(cout).init(device),
+            project_bn: BatchNormConfig::new(cout).with_momentum(bn_momentum).init(device),
             residual: stride == 1 && cin == cout,
         }
     }

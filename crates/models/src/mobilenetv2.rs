@@ -4,7 +4,7 @@
 
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use rnnpool_core::{RnnPoolError, RnnPoolLayer, RnnPoolLayerConfig, StateDict};
+use rnnpool_core::{RnnPool, RnnPoolConfig, RnnPoolError, RnnPoolLayer, RnnPoolLayerConfig, StateDict};
 
 use crate::blocks::{ConvBnRelu6, InvertedResidual, make_divisible};
 
@@ -40,8 +40,16 @@ pub struct MobileNetV2Config {
     pub last_channel: Option<usize>,
     /// `Some`: MobileNetV2-RNNPool (the RNNPool layer replaces stages 1-3).
     pub rnnpool: Option<RnnPoolStemConfig>,
+    /// Replace the final average pool by an RNNPool over the whole last map with
+    /// h1 = h2 = last_channel / 4 (paper App. F.1.2; EdgeML's `model_mobilenet_2rnnpool.py`).
+    #[config(default = false)]
+    pub last_rnnpool: bool,
+    /// Dropout before the classifier; 0 leaves it out (and the classifier is then
+    /// `classifier.0` in the state_dict instead of `classifier.1`).
     #[config(default = 0.2)]
     pub dropout: f64,
+    #[config(default = 0.1)]
+    pub bn_momentum: f64,
 }
 
 impl MobileNetV2Config {
@@ -53,6 +61,12 @@ impl MobileNetV2Config {
             .with_stem_channels(Some(8))
             .with_last_channel(Some(320))
             .with_rnnpool(Some(RnnPoolStemConfig::new().with_hidden1(8).with_hidden2(8)))
+            .with_bn_momentum(0.01)
+    }
+
+    /// The VWW model with a second RNNPool in place of the average pool and no dropout.
+    pub fn vww_two_rnnpools() -> Self {
+        Self::vww().with_last_rnnpool(true).with_dropout(0.0)
     }
 
     /// MobileNetV2-RNNPool for ImageNet (paper Table 10: patch 6, stride 4, h1 = h2 = 16).
@@ -75,16 +89,23 @@ impl MobileNetV2Config {
         for &(t, c, n, s) in &STAGES[first_stage..] {
             let cout = make_divisible(c as f64 * w, 8);
             for i in 0..n {
-                blocks.push(InvertedResidual::new(cin, cout, if i == 0 { s } else { 1 }, t, device));
+                let stride = if i == 0 { s } else { 1 };
+                blocks.push(InvertedResidual::with_momentum(cin, cout, stride, t, self.bn_momentum, device));
                 cin = cout;
             }
         }
+        let cbr = |i, o, k, s| ConvBnRelu6::with_momentum(i, o, k, s, 1, self.bn_momentum, device);
+        let last_pool = match self.last_rnnpool {
+            true => Some(RnnPoolConfig::new(last, last / 4, last / 4).init(device)?),
+            false => None,
+        };
         Ok(MobileNetV2 {
-            stem: ConvBnRelu6::new(self.in_channels, stem, 3, 2, 1, device),
+            stem: cbr(self.in_channels, stem, 3, 2),
             rnn_pool,
             blocks,
-            last: ConvBnRelu6::new(cin, last, 1, 1, 1, device),
-            dropout: DropoutConfig::new(self.dropout).init(),
+            last: cbr(cin, last, 1, 1),
+            last_pool,
+            dropout: (self.dropout > 0.0).then(|| DropoutConfig::new(self.dropout).init()),
             classifier: LinearConfig::new(last, self.num_classes).init(device),
         })
     }
@@ -96,7 +117,8 @@ pub struct MobileNetV2 {
     pub rnn_pool: Option<RnnPoolLayer>,
     pub blocks: Vec<InvertedResidual>,
     pub last: ConvBnRelu6,
-    pub dropout: Dropout,
+    pub last_pool: Option<RnnPool>,
+    pub dropout: Option<Dropout>,
     pub classifier: Linear,
 }
 
@@ -112,8 +134,15 @@ impl MobileNetV2 {
         }
         let h = self.last.forward(h);
         let [b, c, _, _] = h.dims();
-        let pooled = h.mean_dim(3).mean_dim(2).reshape([b, c]);
-        Ok(self.classifier.forward(self.dropout.forward(pooled)))
+        let mut pooled = match &self.last_pool {
+            // The whole last map is one patch: last_channel / 4 * 4 = last_channel features.
+            Some(pool) => pool.try_forward(h)?,
+            None => h.mean_dim(3).mean_dim(2).reshape([b, c]),
+        };
+        if let Some(dropout) = &self.dropout {
+            pooled = dropout.forward(pooled);
+        }
+        Ok(self.classifier.forward(pooled))
     }
 
     /// Loads a state_dict by the original names: torchvision's (`features.0` stem,
@@ -136,13 +165,17 @@ impl MobileNetV2 {
         }
         let last = first_block + self.blocks.len();
         self.last.load(state, &format!("features.{last}."))?;
+        if let Some(pool) = self.last_pool.take() {
+            self.last_pool = Some(pool.load_edgeml(state, "rnn_model_end.")?);
+        }
+        let linear = if self.dropout.is_some() { "classifier.1" } else { "classifier.0" };
         let (device, dtype) = (self.classifier.weight.device(), self.classifier.weight.val().dtype());
         let [fin, fout] = self.classifier.weight.dims();
         // PyTorch stores Linear weights as [out, in]; burn as [in, out].
-        let w: Tensor<2> = state.tensor("classifier.1.weight", [fout, fin], &device, dtype)?;
+        let w: Tensor<2> = state.tensor(&format!("{linear}.weight"), [fout, fin], &device, dtype)?;
         self.classifier.weight = burn::module::Param::from_tensor(w.transpose());
         if let Some(bias) = &mut self.classifier.bias {
-            *bias = burn::module::Param::from_tensor(state.tensor("classifier.1.bias", [fout], &device, dtype)?);
+            *bias = burn::module::Param::from_tensor(state.tensor(&format!("{linear}.bias"), [fout], &device, dtype)?);
         }
         Ok(self)
     }
@@ -172,6 +205,9 @@ mod tests {
         assert_eq!(m.blocks.len(), 17);
         assert!(m.rnn_pool.is_none());
         assert!(m.blocks[0].expand.is_none());
+        let two = MobileNetV2Config::vww_two_rnnpools().init(&device).unwrap();
+        assert_eq!(two.last_pool.as_ref().unwrap().hidden2(), 80);
+        assert_eq!(two.forward(Tensor::zeros([2, 3, 224, 224], &device)).unwrap().dims(), [2, 2]);
         let r = MobileNetV2Config::imagenet_rnnpool(10).init(&device).unwrap();
         assert_eq!(r.blocks.len(), 11);
         assert_eq!(r.blocks[0].expand.as_ref().unwrap().conv.weight.dims(), [384, 64, 1, 1]);

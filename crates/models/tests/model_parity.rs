@@ -80,16 +80,53 @@ fn pytorch_checkpoint_gives_the_fixture_outputs() {
     }
 }
 
+#[allow(deprecated)]
+fn ndarray_autodiff() -> Device {
+    Device::ndarray().autodiff()
+}
+
 #[test]
-fn m4_forward_and_backward_run_on_ndarray_autodiff() {
-    #[allow(deprecated)]
-    let device = Device::ndarray().autodiff();
+fn m4_output_shapes_follow_the_input_size() {
+    let device = ndarray_autodiff();
     let model = FaceArch::M4.init(&device).unwrap();
-    let x = Tensor::<4>::random([2, 1, 64, 96], burn::tensor::Distribution::Normal(0.0, 50.0), &device);
-    let out = model.forward(x).unwrap();
+    let out = model.forward(Tensor::zeros([2, 1, 64, 96], &device)).unwrap();
     // 64x96 -> conv 32x48 -> RNNPool 7x11 + 1 = 8x12 -> sources 8x12, 8x12, 4x6, 4x6.
     assert_eq!(out.loc.dims(), [2, 2 * 96 + 2 * 24, 4]);
-    let grads = (out.loc.powi_scalar(2).mean() + out.conf.powi_scalar(2).mean()).backward();
-    let g = model.stem[0].conv.weight.grad(&grads).expect("stem gradient");
-    assert!(g.abs().sum().into_scalar::<f32>() > 0.0);
+    assert_eq!(out.conf.dims(), [2, 240, 2]);
+    assert_eq!(out.priors.dims(), [240, 4]);
+}
+
+#[test]
+fn every_face_detector_trains_on_ndarray_autodiff() {
+    let device = ndarray_autodiff();
+    for arch in FaceArch::ALL {
+        let model = arch.init(&device).unwrap();
+        let channels = model.stem.first().map_or(3, |c| c.conv.weight.dims()[1]);
+        let x = Tensor::<4>::random([2, channels, 64, 64], burn::tensor::Distribution::Normal(0.0, 50.0), &device);
+        let out = model.forward(x).unwrap();
+        let grads = (out.loc.powi_scalar(2).mean() + out.conf.powi_scalar(2).mean()).backward();
+        let first = model.rnn_pool.pool.rnn1.as_fastgrnn().unwrap();
+        let g = first.w.val().grad(&grads).unwrap_or_else(|| panic!("{arch:?}: no RNNPool gradient"));
+        let g = g.abs().sum().into_scalar::<f32>();
+        assert!(g > 0.0 && g.is_finite(), "{arch:?}: {g}");
+    }
+}
+
+#[test]
+fn every_classifier_trains_on_ndarray_autodiff() {
+    let device = ndarray_autodiff();
+    let configs = [
+        ("vww", MobileNetV2Config::vww()),
+        ("vww two rnnpools", MobileNetV2Config::vww_two_rnnpools()),
+        ("imagenet rnnpool", MobileNetV2Config::imagenet_rnnpool(10)),
+        ("mobilenetv2", MobileNetV2Config::new().with_num_classes(10)),
+    ];
+    for (name, config) in configs {
+        let model = config.init(&device).unwrap();
+        let x = Tensor::<4>::random([2, 3, 64, 64], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let logits = model.forward(x).unwrap();
+        let grads = logits.powi_scalar(2).mean().backward();
+        let g = model.stem.conv.weight.grad(&grads).unwrap_or_else(|| panic!("{name}: no stem gradient"));
+        assert!(g.abs().sum().into_scalar::<f32>() > 0.0, "{name}");
+    }
 }

@@ -1,5 +1,6 @@
 //! The S3FD detection machinery shared by the RNNPool face detectors.
 
+pub mod boxes;
 pub mod l2norm;
 pub mod priors;
 
