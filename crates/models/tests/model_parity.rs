@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use burn::prelude::*;
 use burn::tensor::DType;
-use models::{FaceArch, MobileNetV2Config};
+use models::{DenseNetConfig, FaceArch, MobileNetV2Config};
 use rnnpool_core::StateDict;
 
 fn fixture_dir() -> PathBuf {
@@ -127,6 +127,13 @@ fn every_classifier_trains_on_ndarray_autodiff() {
         let logits = model.forward(x).unwrap();
         let grads = logits.powi_scalar(2).mean().backward();
         let g = model.stem.conv.weight.grad(&grads).unwrap_or_else(|| panic!("{name}: no stem gradient"));
+        assert!(g.abs().sum().into_scalar::<f32>() > 0.0, "{name}");
+    }
+    for (name, config) in [("densenet121", DenseNetConfig::new()), ("densenet121-rnnpool", DenseNetConfig::rnnpool_121(10))] {
+        let model = config.init(&device).unwrap();
+        let x = Tensor::<4>::random([1, 3, 64, 64], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let grads = model.forward(x).unwrap().powi_scalar(2).mean().backward();
+        let g = model.conv0.weight.grad(&grads).unwrap_or_else(|| panic!("{name}: no conv0 gradient"));
         assert!(g.abs().sum().into_scalar::<f32>() > 0.0, "{name}");
     }
 }
