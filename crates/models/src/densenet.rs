@@ -14,6 +14,7 @@ use burn::prelude::*;
 use rnnpool_core::{RnnPoolError, RnnPoolLayer, RnnPoolLayerConfig, StateDict};
 
 use crate::load;
+use crate::summary::{Report, Tracer};
 
 /// The RNNPool layer that replaces pool0 ... denseblock2.
 #[derive(Config, Debug)]
@@ -204,6 +205,42 @@ impl DenseNet {
         let h = relu.forward(self.norm5.forward(h));
         let [b, c, _, _] = h.dims();
         Ok(self.classifier.forward(h.mean_dim(3).mean_dim(2).reshape([b, c])))
+    }
+
+    /// Shapes, parameters, MACs and memory for an input `[channels, height, width]`.
+    pub fn report(&self, input: [usize; 3]) -> Report {
+        let mut t = Tracer::new(input, self.rnn_pool.is_some());
+        t.conv("conv0", &self.conv0);
+        let shape = t.shape;
+        // BatchNorm + ReLU run in place on conv0's output.
+        t.in_place("norm0+relu", shape, self.norm0.num_params(), 0);
+        if self.pool0.is_some() {
+            let [c, h, w] = t.shape;
+            t.elementwise("pool0", [c, (h - 1) / 2 + 1, (w - 1) / 2 + 1], 0);
+        }
+        if let Some(pool) = &self.rnn_pool {
+            t.rnnpool_layer("rnn_pool", pool);
+        }
+        for (b, (block, transition)) in self.blocks.iter().zip(&self.transitions).enumerate() {
+            for (i, layer) in block.iter().enumerate() {
+                let [c, h, w] = t.shape;
+                let [bottleneck, _, _, _] = layer.conv1.weight.dims();
+                let [growth, _, _, _] = layer.conv2.weight.dims();
+                let macs = (h * w * (c * bottleneck + bottleneck * growth * 9)) as u64;
+                t.in_place(&format!("block.{b}.layer.{i}"), [c + growth, h, w], layer.num_params(), macs);
+            }
+            if let Some(tr) = transition {
+                let [c, h, w] = t.shape;
+                let [cout, _, _, _] = tr.conv.weight.dims();
+                t.custom(&format!("transition.{b}"), [cout, h / 2, w / 2], tr.num_params(), (h * w * c * cout) as u64);
+            }
+        }
+        let shape = t.shape;
+        t.in_place("norm5+relu", shape, self.norm5.num_params(), 0);
+        t.elementwise("avgpool", [shape[0], 1, 1], 0);
+        let [fin, fout] = self.classifier.weight.dims();
+        t.linear("classifier", fin, fout, self.classifier.num_params());
+        t.report
     }
 
     /// Loads torchvision's names (`features.conv0`, `features.denseblockN.denselayerM.*`,

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::blocks::{ConvBnRelu6, InvertedResidual};
 use crate::load;
+use crate::summary::{Report, Tracer};
 use crate::s3fd::priors::{QVGA_ANCHORS, QVGA_STEPS, VGA_ANCHORS, VGA_STEPS};
 use crate::s3fd::{L2Norm, priors};
 
@@ -242,6 +243,49 @@ impl FaceDetector {
             conf: Tensor::cat(confs, 1).reshape([b, n, 2]),
             priors: priors([img_h, img_w], &maps, steps, anchors, &device),
         })
+    }
+
+    /// Shapes, parameters, MACs and memory for an input `[channels, height, width]`.
+    pub fn report(&self, input: [usize; 3]) -> Report {
+        let layout = self.arch.layout();
+        let mut t = Tracer::new(input, true);
+        for (i, conv) in self.stem.iter().enumerate() {
+            t.conv_bn_relu6(&format!("stem.{i}"), conv);
+        }
+        let mut k = 0;
+        if layout.sources.contains(&None) {
+            self.trace_head(&mut t, k);
+            k += 1;
+        }
+        t.rnnpool_layer("rnn_pool", &self.rnn_pool);
+        for (i, block) in self.blocks.iter().enumerate() {
+            t.inverted_residual(&format!("mob.{i}"), block);
+            if layout.sources.contains(&Some(i)) {
+                self.trace_head(&mut t, k);
+                k += 1;
+            }
+        }
+        t.report
+    }
+
+    fn trace_head(&self, t: &mut Tracer, k: usize) {
+        t.branch(|t| {
+            if let Some(norm) = self.norms.get(k) {
+                let shape = t.shape;
+                t.elementwise(&format!("l2norm.{k}"), shape, norm.num_params());
+            }
+            let source = t.shape;
+            let pre = |t: &mut Tracer, m: &Option<ConvBnRelu6>, name: &str| {
+                if let (0, Some(m)) = (k, m) {
+                    t.conv_bn_relu6(name, m);
+                }
+            };
+            pre(t, &self.loc_pre, "loc.pre");
+            t.conv(&format!("loc.{k}"), &self.loc[k]);
+            t.shape = source;
+            pre(t, &self.conf_pre, "conf.pre");
+            t.conv(&format!("conf.{k}"), &self.conf[k]);
+        });
     }
 
     /// Loads an EdgeML state_dict by its own names (`conv.*` or `conv_top.N.*`, `rnn_model.*`,

@@ -7,6 +7,7 @@ use burn::prelude::*;
 use rnnpool_core::{RnnPool, RnnPoolConfig, RnnPoolError, RnnPoolLayer, RnnPoolLayerConfig, StateDict};
 
 use crate::blocks::{ConvBnRelu6, InvertedResidual, make_divisible};
+use crate::summary::{Report, Tracer};
 
 /// torchvision's `inverted_residual_setting`: `(t, c, n, s)` = expansion, channels, repeats,
 /// first stride.
@@ -143,6 +144,28 @@ impl MobileNetV2 {
             pooled = dropout.forward(pooled);
         }
         Ok(self.classifier.forward(pooled))
+    }
+
+    /// Shapes, parameters, MACs and memory for an input `[channels, height, width]`.
+    pub fn report(&self, input: [usize; 3]) -> Report {
+        let mut t = Tracer::new(input, self.rnn_pool.is_some());
+        t.conv_bn_relu6("stem", &self.stem);
+        if let Some(pool) = &self.rnn_pool {
+            t.rnnpool_layer("rnn_pool", pool);
+        }
+        for (i, block) in self.blocks.iter().enumerate() {
+            t.inverted_residual(&format!("block.{i}"), block);
+        }
+        match &self.last_pool {
+            Some(pool) => {
+                t.conv_bn_relu6("last", &self.last);
+                t.rnnpool_whole("last_rnnpool", pool);
+            }
+            None => t.conv_then_average("last+avgpool", &self.last),
+        }
+        let [fin, fout] = self.classifier.weight.dims();
+        t.linear("classifier", fin, fout, self.classifier.num_params());
+        t.report
     }
 
     /// Loads a state_dict by the original names: torchvision's (`features.0` stem,
