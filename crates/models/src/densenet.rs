@@ -208,7 +208,7 @@ impl DenseNet {
     }
 
     /// Shapes, parameters, MACs and memory for an input `[channels, height, width]`.
-    pub fn report(&self, input: [usize; 3]) -> Report {
+    pub fn report(&self, input: [usize; 3]) -> Result<Report, RnnPoolError> {
         let mut t = Tracer::new(input, self.rnn_pool.is_some());
         t.conv("conv0", &self.conv0);
         let shape = t.shape;
@@ -219,7 +219,7 @@ impl DenseNet {
             t.elementwise("pool0", [c, (h - 1) / 2 + 1, (w - 1) / 2 + 1], 0);
         }
         if let Some(pool) = &self.rnn_pool {
-            t.rnnpool_layer("rnn_pool", pool);
+            t.rnnpool_layer("rnn_pool", pool)?;
         }
         for (b, (block, transition)) in self.blocks.iter().zip(&self.transitions).enumerate() {
             for (i, layer) in block.iter().enumerate() {
@@ -240,7 +240,7 @@ impl DenseNet {
         t.elementwise("avgpool", [shape[0], 1, 1], 0);
         let [fin, fout] = self.classifier.weight.dims();
         t.linear("classifier", fin, fout, self.classifier.num_params());
-        t.report
+        Ok(t.report)
     }
 
     /// Loads torchvision's names (`features.conv0`, `features.denseblockN.denselayerM.*`,

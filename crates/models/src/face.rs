@@ -246,7 +246,7 @@ impl FaceDetector {
     }
 
     /// Shapes, parameters, MACs and memory for an input `[channels, height, width]`.
-    pub fn report(&self, input: [usize; 3]) -> Report {
+    pub fn report(&self, input: [usize; 3]) -> Result<Report, RnnPoolError> {
         let layout = self.arch.layout();
         let mut t = Tracer::new(input, true);
         for (i, conv) in self.stem.iter().enumerate() {
@@ -257,7 +257,7 @@ impl FaceDetector {
             self.trace_head(&mut t, k);
             k += 1;
         }
-        t.rnnpool_layer("rnn_pool", &self.rnn_pool);
+        t.rnnpool_layer("rnn_pool", &self.rnn_pool)?;
         for (i, block) in self.blocks.iter().enumerate() {
             t.inverted_residual(&format!("mob.{i}"), block);
             if layout.sources.contains(&Some(i)) {
@@ -265,7 +265,7 @@ impl FaceDetector {
                 k += 1;
             }
         }
-        t.report
+        Ok(t.report)
     }
 
     fn trace_head(&self, t: &mut Tracer, k: usize) {

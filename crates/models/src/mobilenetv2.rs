@@ -147,11 +147,11 @@ impl MobileNetV2 {
     }
 
     /// Shapes, parameters, MACs and memory for an input `[channels, height, width]`.
-    pub fn report(&self, input: [usize; 3]) -> Report {
+    pub fn report(&self, input: [usize; 3]) -> Result<Report, RnnPoolError> {
         let mut t = Tracer::new(input, self.rnn_pool.is_some());
         t.conv_bn_relu6("stem", &self.stem);
         if let Some(pool) = &self.rnn_pool {
-            t.rnnpool_layer("rnn_pool", pool);
+            t.rnnpool_layer("rnn_pool", pool)?;
         }
         for (i, block) in self.blocks.iter().enumerate() {
             t.inverted_residual(&format!("block.{i}"), block);
@@ -165,7 +165,7 @@ impl MobileNetV2 {
         }
         let [fin, fout] = self.classifier.weight.dims();
         t.linear("classifier", fin, fout, self.classifier.num_params());
-        t.report
+        Ok(t.report)
     }
 
     /// Loads a state_dict by the original names: torchvision's (`features.0` stem,

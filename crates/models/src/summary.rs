@@ -12,7 +12,7 @@
 use burn::module::Module;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
-use rnnpool_core::{RnnPool, RnnPoolLayer};
+use rnnpool_core::{RnnPool, RnnPoolError, RnnPoolLayer};
 
 use crate::blocks::{ConvBnRelu6, InvertedResidual};
 
@@ -159,18 +159,21 @@ impl Tracer {
         (2 * r * c * (k + h1) * h1 + 2 * (r + c) * (h1 + h2) * h2) as u64
     }
 
-    /// The RNNPool layer: output only in RAM; ends the streamed stem.
-    pub fn rnnpool_layer(&mut self, name: &str, layer: &RnnPoolLayer) {
+    /// The RNNPool layer: output only in RAM; ends the streamed stem. An error when the map is
+    /// smaller than a patch.
+    pub fn rnnpool_layer(&mut self, name: &str, layer: &RnnPoolLayer) -> Result<(), RnnPoolError> {
         let [_, h, w] = self.shape;
         let [r, c] = layer.patch_size;
-        let [co, ho, wo] = layer.output_dims(h, w).unwrap_or([layer.pool.out_channels(), 0, 0]);
-        let patches = (ho.saturating_sub(1) * wo.saturating_sub(1)) as u64;
+        let [co, ho, wo] = layer.output_dims(h, w)?;
+        // The last row and column are replicated, not computed.
+        let patches = ((ho - 1) * (wo - 1)) as u64;
         let macs = patches * Self::rnnpool_patch_macs(&layer.pool, r, c);
         let out = [co, ho, wo];
         self.streamed = false;
         let memory = co * ho * wo;
         self.report.layers.push(LayerStat { name: name.into(), output: out, params: layer.num_params(), macs, memory });
         self.shape = out;
+        Ok(())
     }
 
     /// RNNPool over the whole map (one patch per image) -> `[4 h2, 1, 1]`.

@@ -12,8 +12,8 @@ fn close(got: f64, want: f64, rel: f64) -> bool {
 #[test]
 fn mobilenetv2_peak_ram_and_madds_match_table_1() {
     let device = Device::flex();
-    let base = MobileNetV2Config::new().with_num_classes(10).init(&device).unwrap().report([3, 224, 224]);
-    let rnn = MobileNetV2Config::imagenet_rnnpool(10).init(&device).unwrap().report([3, 224, 224]);
+    let base = MobileNetV2Config::new().with_num_classes(10).init(&device).unwrap().report([3, 224, 224]).unwrap();
+    let rnn = MobileNetV2Config::imagenet_rnnpool(10).init(&device).unwrap().report([3, 224, 224]).unwrap();
     // 2.29 MB: the first MBConv, 112x112x32 in + 112x112x16 out, f32.
     let peak = base.peak() as f64 * 4.0 / MIB;
     assert!(close(peak, 2.29, 0.01), "MobileNetV2 peak {peak} MiB");
@@ -32,10 +32,10 @@ fn mobilenetv2_peak_ram_and_madds_match_table_1() {
 fn face_detector_peak_ram_matches_table_4() {
     let device = Device::flex();
     // RNNPool-Face-Quant at 640x480, int8: 80x60x32 + 80x60x16 = 225 KB.
-    let quant = FaceArch::Quant.init(&device).unwrap().report([3, 480, 640]);
+    let quant = FaceArch::Quant.init(&device).unwrap().report([3, 480, 640]).unwrap();
     assert_eq!(quant.peak(), 80 * 60 * 32 + 80 * 60 * 16);
     // RNNPool-Face-C at 640x480, f32: 160x120x64 + 160x120x24 = 6.44 MB.
-    let c = FaceArch::C.init(&device).unwrap().report([3, 480, 640]);
+    let c = FaceArch::C.init(&device).unwrap().report([3, 480, 640]).unwrap();
     let peak = c.peak() as f64 * 4.0 / MIB;
     assert!(close(peak, 6.44, 0.005), "Face-C peak {peak} MiB");
 }
@@ -44,7 +44,7 @@ fn face_detector_peak_ram_matches_table_4() {
 fn every_layer_is_listed_with_a_shape_that_runs() {
     let device = Device::flex();
     let m4 = FaceArch::M4.init(&device).unwrap();
-    let report = m4.report([1, 240, 320]);
+    let report = m4.report([1, 240, 320]).unwrap();
     assert_eq!(report.params(), m4.num_params());
     let rnn = report.layers.iter().find(|l| l.name == "rnn_pool").unwrap();
     assert_eq!(rnn.output, [64, 30, 40]);
@@ -58,5 +58,5 @@ fn every_layer_is_listed_with_a_shape_that_runs() {
         .sum();
     assert_eq!(out.priors.dims()[0], cells);
     let dn = DenseNetConfig::rnnpool_121(10).init(&device).unwrap();
-    assert_eq!(dn.report([3, 224, 224]).params(), dn.num_params());
+    assert_eq!(dn.report([3, 224, 224]).unwrap().params(), dn.num_params());
 }

@@ -22,22 +22,22 @@ const MODELS: [&str; 10] = [
 ];
 
 fn report(model: &str, input: [usize; 3], classes: Option<usize>, device: &Device) -> Result<Report> {
-    let face = |arch: FaceArch| -> Result<Report> { Ok(arch.init(device)?.report(input)) };
+    let face = |arch: FaceArch| -> Result<Report> { Ok(arch.init(device)?.report(input)?) };
     let n = classes.unwrap_or(1000);
     Ok(match model {
         "rnnpool-face-c" => face(FaceArch::C)?,
         "rnnpool-face-quant" => face(FaceArch::Quant)?,
         "rnnpool-face-qvga-monochrome" => face(FaceArch::QvgaMonochrome)?,
         "rnnpool-face-m4" => face(FaceArch::M4)?,
-        "mobilenetv2" => MobileNetV2Config::new().with_num_classes(n).init(device)?.report(input),
-        "mobilenetv2-rnnpool" => MobileNetV2Config::imagenet_rnnpool(n).init(device)?.report(input),
-        "mobilenetv2-vww" => MobileNetV2Config::vww().with_num_classes(classes.unwrap_or(2)).init(device)?.report(input),
+        "mobilenetv2" => MobileNetV2Config::new().with_num_classes(n).init(device)?.report(input)?,
+        "mobilenetv2-rnnpool" => MobileNetV2Config::imagenet_rnnpool(n).init(device)?.report(input)?,
+        "mobilenetv2-vww" => MobileNetV2Config::vww().with_num_classes(classes.unwrap_or(2)).init(device)?.report(input)?,
         "mobilenetv2-vww-2rnnpool" => MobileNetV2Config::vww_two_rnnpools()
             .with_num_classes(classes.unwrap_or(2))
             .init(device)?
-            .report(input),
-        "densenet121" => DenseNetConfig::new().with_num_classes(n).init(device)?.report(input),
-        "densenet121-rnnpool" => DenseNetConfig::rnnpool_121(n).init(device)?.report(input),
+            .report(input)?,
+        "densenet121" => DenseNetConfig::new().with_num_classes(n).init(device)?.report(input)?,
+        "densenet121-rnnpool" => DenseNetConfig::rnnpool_121(n).init(device)?.report(input)?,
         other => bail!("unknown model `{other}`; choose one of: {}", MODELS.join(", ")),
     })
 }
