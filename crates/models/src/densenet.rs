@@ -265,13 +265,7 @@ impl DenseNet {
             }
         }
         load::batch_norm(&mut self.norm5, state, "features.norm5.")?;
-        let (device, dtype) = (self.classifier.weight.device(), self.classifier.weight.val().dtype());
-        let [fin, fout] = self.classifier.weight.dims();
-        let w: Tensor<2> = state.tensor("classifier.weight", [fout, fin], &device, dtype)?;
-        self.classifier.weight = burn::module::Param::from_tensor(w.transpose());
-        if let Some(bias) = &mut self.classifier.bias {
-            *bias = burn::module::Param::from_tensor(state.tensor("classifier.bias", [fout], &device, dtype)?);
-        }
+        load::linear(&mut self.classifier, state, "classifier.")?;
         Ok(self)
     }
 }

@@ -1,7 +1,7 @@
 //! Loading PyTorch-named weights into burn layers.
 
 use burn::module::{Param, RunningState};
-use burn::nn::BatchNorm;
+use burn::nn::{BatchNorm, Linear};
 use burn::nn::conv::Conv2d;
 use rnnpool_core::{RnnPoolError, StateDict};
 
@@ -27,5 +27,17 @@ pub fn batch_norm(bn: &mut BatchNorm, state: &StateDict, prefix: &str) -> Result
     bn.beta = Param::from_tensor(get("bias")?);
     bn.running_mean = RunningState::new(get("running_mean")?);
     bn.running_var = RunningState::new(get("running_var")?);
+    Ok(())
+}
+
+/// `{prefix}weight` `[out, in]` (PyTorch's layout; burn's is `[in, out]`) and `{prefix}bias`.
+pub fn linear(linear: &mut Linear, state: &StateDict, prefix: &str) -> Result<(), RnnPoolError> {
+    let (device, dtype) = (linear.weight.device(), linear.weight.val().dtype());
+    let [fin, fout] = linear.weight.dims();
+    let w: burn::tensor::Tensor<2> = state.tensor(&format!("{prefix}weight"), [fout, fin], &device, dtype)?;
+    linear.weight = Param::from_tensor(w.transpose());
+    if let Some(bias) = &mut linear.bias {
+        *bias = Param::from_tensor(state.tensor(&format!("{prefix}bias"), [fout], &device, dtype)?);
+    }
     Ok(())
 }

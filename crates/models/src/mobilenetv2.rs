@@ -7,6 +7,7 @@ use burn::prelude::*;
 use rnnpool_core::{RnnPool, RnnPoolConfig, RnnPoolError, RnnPoolLayer, RnnPoolLayerConfig, StateDict};
 
 use crate::blocks::{ConvBnRelu6, InvertedResidual, make_divisible};
+use crate::load;
 use crate::summary::{Report, Tracer};
 
 /// torchvision's `inverted_residual_setting`: `(t, c, n, s)` = expansion, channels, repeats,
@@ -192,14 +193,7 @@ impl MobileNetV2 {
             self.last_pool = Some(pool.load_edgeml(state, "rnn_model_end.")?);
         }
         let linear = if self.dropout.is_some() { "classifier.1" } else { "classifier.0" };
-        let (device, dtype) = (self.classifier.weight.device(), self.classifier.weight.val().dtype());
-        let [fin, fout] = self.classifier.weight.dims();
-        // PyTorch stores Linear weights as [out, in]; burn as [in, out].
-        let w: Tensor<2> = state.tensor(&format!("{linear}.weight"), [fout, fin], &device, dtype)?;
-        self.classifier.weight = burn::module::Param::from_tensor(w.transpose());
-        if let Some(bias) = &mut self.classifier.bias {
-            *bias = burn::module::Param::from_tensor(state.tensor(&format!("{linear}.bias"), [fout], &device, dtype)?);
-        }
+        load::linear(&mut self.classifier, state, &format!("{linear}."))?;
         Ok(self)
     }
 }
