@@ -14,7 +14,7 @@ use burn::prelude::*;
 use rnnpool_core::{RnnPoolError, RnnPoolLayer, RnnPoolLayerConfig, StateDict};
 
 use crate::load;
-use crate::summary::{Report, Tracer};
+use crate::summary::{Report, Tracer, batch_norm_params};
 
 /// The RNNPool layer that replaces pool0 ... denseblock2.
 #[derive(Config, Debug)]
@@ -240,6 +240,7 @@ impl DenseNet {
         t.elementwise("avgpool", [shape[0], 1, 1], 0);
         let [fin, fout] = self.classifier.weight.dims();
         t.linear("classifier", fin, fout, self.classifier.num_params());
+        t.report.batch_norm_params = batch_norm_params(self);
         Ok(t.report)
     }
 

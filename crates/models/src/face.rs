@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::blocks::{ConvBnRelu6, InvertedResidual};
 use crate::load;
-use crate::summary::{Report, Tracer};
+use crate::summary::{Report, Tracer, batch_norm_params};
 use crate::s3fd::priors::{QVGA_ANCHORS, QVGA_STEPS, VGA_ANCHORS, VGA_STEPS};
 use crate::s3fd::{L2Norm, priors};
 
@@ -265,6 +265,7 @@ impl FaceDetector {
                 k += 1;
             }
         }
+        t.report.batch_norm_params = batch_norm_params(self);
         Ok(t.report)
     }
 

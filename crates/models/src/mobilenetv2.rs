@@ -8,7 +8,7 @@ use rnnpool_core::{RnnPool, RnnPoolConfig, RnnPoolError, RnnPoolLayer, RnnPoolLa
 
 use crate::blocks::{ConvBnRelu6, InvertedResidual, make_divisible};
 use crate::load;
-use crate::summary::{Report, Tracer};
+use crate::summary::{Report, Tracer, batch_norm_params};
 
 /// torchvision's `inverted_residual_setting`: `(t, c, n, s)` = expansion, channels, repeats,
 /// first stride.
@@ -166,6 +166,7 @@ impl MobileNetV2 {
         }
         let [fin, fout] = self.classifier.weight.dims();
         t.linear("classifier", fin, fout, self.classifier.num_params());
+        t.report.batch_norm_params = batch_norm_params(self);
         Ok(t.report)
     }
 
