@@ -3,6 +3,7 @@
 //! (and line). Augmentation, the burn Dataset/Batcher types, ImageNet and Visual Wake Words are
 //! still to come (the "Data" issue).
 
+pub mod augment;
 pub mod error;
 pub mod fashion_mnist;
 pub mod image_io;
