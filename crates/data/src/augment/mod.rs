@@ -1,7 +1,9 @@
-//! Augmentation: seeded random numbers, the original's photometric distortion and the
-//! geometric building blocks. The sampling policies (data-anchor sampling, SSD crops, QVGA
-//! reduce/pad) are still to come.
+//! Augmentation: seeded random numbers, the original's photometric distortion, the geometric
+//! building blocks, the QVGA face training pipeline and the input normalisations. Still to come
+//! (the "Data" issue): the VGA face pipeline (data-anchor sampling, SSD crops) and the
+//! classification transforms.
 
+pub mod face;
 pub mod geometry;
 pub mod photometric;
 pub mod rng;
