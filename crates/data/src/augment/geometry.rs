@@ -111,32 +111,25 @@ mod tests {
     use super::*;
     use image::{GrayImage, Luma};
 
-    /// xorshift64*, for reproducible random transforms without a dependency.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545F4914F6CDD1D)
-        }
-        fn range(&mut self, lo: u32, hi: u32) -> u32 {
-            lo + (self.next() % u64::from(hi - lo + 1)) as u32
-        }
+    use crate::augment::AugRng;
+
+    /// Uniform integer in `lo..=hi`.
+    fn range(rng: &mut AugRng, lo: u32, hi: u32) -> u32 {
+        lo + rng.below((hi - lo + 1) as usize) as u32
     }
 
     /// Paints box `i` with label `i + 1` on a blank mask, boxes on a grid so they never overlap.
-    fn scene(rng: &mut Rng) -> (GrayImage, Vec<FaceBox>) {
-        let (w, h) = (rng.range(120, 260), rng.range(100, 220));
+    fn scene(rng: &mut AugRng) -> (GrayImage, Vec<FaceBox>) {
+        let (w, h) = (range(rng, 120, 260), range(rng, 100, 220));
         let mut mask = GrayImage::new(w, h);
         let mut boxes = Vec::new();
         for gy in 0..3u32 {
             for gx in 0..3u32 {
                 let (cw, ch) = (w / 3, h / 3);
-                let bw = rng.range(8, cw - 4);
-                let bh = rng.range(8, ch - 4);
-                let x0 = gx * cw + rng.range(0, cw - bw - 1);
-                let y0 = gy * ch + rng.range(0, ch - bh - 1);
+                let bw = range(rng, 8, cw - 4);
+                let bh = range(rng, 8, ch - 4);
+                let x0 = gx * cw + range(rng, 0, cw - bw - 1);
+                let y0 = gy * ch + range(rng, 0, ch - bh - 1);
                 let label = boxes.len() as u8 + 1;
                 for y in y0..y0 + bh {
                     for x in x0..x0 + bw {
@@ -163,24 +156,24 @@ mod tests {
 
     #[test]
     fn boxes_move_with_the_pixels_under_random_transforms() {
-        let mut rng = Rng(0x5eed);
+        let mut rng = AugRng::new(0x5eed);
         for case in 0..60 {
             let (mut mask, mut boxes) = scene(&mut rng);
             let mut slack = 0.0f32;
             for _ in 0..3 {
                 let (w, h) = (mask.width(), mask.height());
-                (mask, boxes) = match rng.range(0, 3) {
+                (mask, boxes) = match range(&mut rng, 0, 3) {
                     0 => {
                         let rect = Rect {
-                            x: rng.range(0, w / 2) as i64 - (w / 8) as i64,
-                            y: rng.range(0, h / 2) as i64 - (h / 8) as i64,
-                            w: rng.range(w / 2, w),
-                            h: rng.range(h / 2, h),
+                            x: range(&mut rng, 0, w / 2) as i64 - (w / 8) as i64,
+                            y: range(&mut rng, 0, h / 2) as i64 - (h / 8) as i64,
+                            w: range(&mut rng, w / 2, w),
+                            h: range(&mut rng, h / 2, h),
                         };
                         crop(&mask, &boxes, rect, Luma([0]))
                     }
                     1 => {
-                        let (nw, nh) = (rng.range(w / 2, w * 2), rng.range(h / 2, h * 2));
+                        let (nw, nh) = (range(&mut rng, w / 2, w * 2), range(&mut rng, h / 2, h * 2));
                         // Nearest sampling can move an edge by up to one source pixel.
                         slack = slack * (nw as f32 / w as f32).max(nh as f32 / h as f32)
                             + 1.0 + (nw as f32 / w as f32).max(nh as f32 / h as f32);
@@ -188,8 +181,8 @@ mod tests {
                     }
                     2 => hflip(&mask, &boxes),
                     _ => {
-                        let (nw, nh) = (w + rng.range(0, 60), h + rng.range(0, 60));
-                        pad(&mask, &boxes, nw, nh, rng.range(0, nw - w), rng.range(0, nh - h), Luma([0]))
+                        let (nw, nh) = (w + range(&mut rng, 0, 60), h + range(&mut rng, 0, 60));
+                        pad(&mask, &boxes, nw, nh, range(&mut rng, 0, nw - w), range(&mut rng, 0, nh - h), Luma([0]))
                     }
                 };
             }
