@@ -102,14 +102,13 @@ pub struct DenseNet {
     pub norm0: BatchNorm,
     pub pool0: Option<MaxPool2d>,
     pub rnn_pool: Option<RnnPoolLayer>,
-    /// `(torchvision block number, layers)`: 1..=4 for DenseNet121, 3..=4 with RNNPool.
+    /// The dense blocks' layers: denseblock1..=4 for DenseNet121; with RNNPool an empty slot
+    /// for denseblock2 (so that transition2 follows it), then denseblock3 and 4.
     pub blocks: Vec<Vec<DenseLayer>>,
     /// The transition after each block but the last.
     pub transitions: Vec<Option<Transition>>,
     pub norm5: BatchNorm,
     pub classifier: Linear,
-    #[module(skip)]
-    pub first_block: usize,
 }
 
 impl DenseNetConfig {
@@ -178,7 +177,6 @@ impl DenseNetConfig {
             transitions,
             norm5: bn(c),
             classifier: LinearConfig::new(c, self.num_classes).init(device),
-            first_block: if self.rnnpool.is_some() { 1 } else { 0 },
         })
     }
 }
@@ -254,7 +252,7 @@ impl DenseNet {
         }
         // With RNNPool the first stored entry is block 2's (empty) slot, whose transition is
         // transition2; otherwise block n is denseblock{n + 1}.
-        let offset = if self.first_block == 1 { 2 } else { 1 };
+        let offset = if self.rnn_pool.is_some() { 2 } else { 1 };
         for (i, (block, transition)) in self.blocks.iter_mut().zip(&mut self.transitions).enumerate() {
             let n = i + offset;
             for (m, layer) in block.iter_mut().enumerate() {

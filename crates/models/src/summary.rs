@@ -154,18 +154,18 @@ impl Tracer {
         ([cout, h, w], (cout * cin_g * kh * kw * h * w) as u64)
     }
 
+    /// `conv` applied to the current map; `params` of the whole layer (conv plus any norm).
+    fn conv_layer(&mut self, name: &str, conv: &Conv2d, params: usize) {
+        let (out, macs) = Self::conv_shape(conv, self.shape);
+        self.custom(name, out, params, macs);
+    }
+
     pub fn conv(&mut self, name: &str, conv: &Conv2d) {
-        let input = self.shape;
-        let (out, macs) = Self::conv_shape(conv, input);
-        self.push(name, out, conv.num_params(), macs, input);
-        self.shape = out;
+        self.conv_layer(name, conv, conv.num_params());
     }
 
     pub fn conv_bn_relu6(&mut self, name: &str, m: &ConvBnRelu6) {
-        let input = self.shape;
-        let (out, macs) = Self::conv_shape(&m.conv, input);
-        self.push(name, out, m.num_params(), macs, input);
-        self.shape = out;
+        self.conv_layer(name, &m.conv, m.num_params());
     }
 
     pub fn inverted_residual(&mut self, name: &str, m: &InvertedResidual) {
@@ -215,18 +215,14 @@ impl Tracer {
 
     /// RNNPool over the whole map (one patch per image) -> `[4 h2, 1, 1]`.
     pub fn rnnpool_whole(&mut self, name: &str, pool: &RnnPool) {
-        let input = self.shape;
-        let macs = Self::rnnpool_patch_macs(pool, input[1], input[2]);
-        self.push(name, [pool.out_channels(), 1, 1], pool.num_params(), macs, input);
-        self.shape = [pool.out_channels(), 1, 1];
+        let macs = Self::rnnpool_patch_macs(pool, self.shape[1], self.shape[2]);
+        self.custom(name, [pool.out_channels(), 1, 1], pool.num_params(), macs);
     }
 
     /// A layer that keeps the spatial size or pools to `output`, with no MACs worth counting
     /// (BatchNorm, ReLU, L2Norm, pooling).
     pub fn elementwise(&mut self, name: &str, output: [usize; 3], params: usize) {
-        let input = self.shape;
-        self.push(name, output, params, 0, input);
-        self.shape = output;
+        self.custom(name, output, params, 0);
     }
 
     /// Any other layer, with its MACs worked out by the caller.
@@ -247,16 +243,12 @@ impl Tracer {
     /// A 1x1 conv (with its BatchNorm and ReLU6) whose output is only averaged over space:
     /// computed channel by channel and pooled at once, so its full output never exists.
     pub fn conv_then_average(&mut self, name: &str, m: &ConvBnRelu6) {
-        let input = self.shape;
-        let (out, macs) = Self::conv_shape(&m.conv, input);
-        self.push(name, [out[0], 1, 1], m.num_params(), macs, input);
-        self.shape = [out[0], 1, 1];
+        let (out, macs) = Self::conv_shape(&m.conv, self.shape);
+        self.custom(name, [out[0], 1, 1], m.num_params(), macs);
     }
 
     pub fn linear(&mut self, name: &str, inputs: usize, outputs: usize, params: usize) {
-        let input = self.shape;
-        self.push(name, [outputs, 1, 1], params, (inputs * outputs) as u64, input);
-        self.shape = [outputs, 1, 1];
+        self.custom(name, [outputs, 1, 1], params, (inputs * outputs) as u64);
     }
 
     /// Runs `f` with the stem's streaming flag as it is now, then restores the shape: for a
