@@ -78,17 +78,18 @@ impl FaceDataset {
 impl Dataset<FaceItem> for FaceDataset {
     fn get(&self, index: usize) -> Result<FaceItem, DatasetError> {
         let n = self.images.len();
-        let mut last = None;
-        for k in 0..if self.skip_bad { n } else { 1 } {
+        let mut k = 0;
+        loop {
             match self.sample((index + k) % n) {
                 Ok(item) => return Ok(item),
-                Err(e) => {
+                // Skipping moves on to the next image, once round the whole set at most.
+                Err(_) if self.skip_bad && k + 1 < n => {
                     self.skipped.fetch_add(1, Ordering::Relaxed);
-                    last = Some(e);
+                    k += 1;
                 }
+                Err(e) => return Err(DatasetError::new(e)),
             }
         }
-        Err(DatasetError::new(last.unwrap_or(DataError::Empty { path: "face data set".into() })))
     }
 
     fn len(&self) -> usize {
