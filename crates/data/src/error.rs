@@ -14,6 +14,8 @@ pub enum DataError {
     Format { path: PathBuf, message: String },
     #[error("{path}: the data set is empty")]
     Empty { path: PathBuf },
+    #[error("sample {index} asked of a data set of {len}")]
+    OutOfRange { index: usize, len: usize },
 }
 
 impl DataError {

@@ -2,8 +2,6 @@
 //! stacks them into tensors. Each sample's augmentation is seeded by (seed, epoch, index), so a
 //! batch is the same whatever the number of loader workers.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::{Dataset, DatasetError};
 use burn::prelude::*;
@@ -11,8 +9,12 @@ use burn::tensor::TensorData;
 
 use crate::DataError;
 use crate::augment::AugRng;
-use crate::augment::face::{QVGA_TRAIN_SIDE, normalize_gray, normalized_boxes, qvga_train};
+use crate::epoch_draw::EpochDraw;
+use crate::augment::face::{QVGA_TRAIN_SIDE, normalize_gray, normalize_rgb, normalized_boxes, qvga_train};
+use crate::augment::geometry;
+use crate::augment::vga::{VGA_TRAIN_SIDE, vga_train};
 use crate::image_io::load_rgb;
+use image::imageops::FilterType;
 use crate::wider::{FaceAnnotation, FaceList};
 
 /// One augmented training sample.
@@ -25,71 +27,93 @@ pub struct FaceItem {
     pub boxes: Vec<[f32; 4]>,
 }
 
-/// Training images with at least one face (as the original keeps them), augmented with the
-/// QVGA monochrome pipeline (RNNPool-Face-M4 and -QVGA-monochrome).
+/// How a face sample is made: the original's training augmentation or its plain evaluation
+/// resize, for the QVGA monochrome models (320x320 grey: RNNPool-Face-M4, -QVGA-monochrome) or
+/// the VGA RGB ones (640x640: RNNPool-Face-C, -Quant).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FacePipeline {
+    QvgaTrain,
+    QvgaEval,
+    VgaTrain,
+    VgaEval,
+}
+
+impl FacePipeline {
+    /// `[channels, side, side]` of the samples it makes.
+    pub fn shape(self) -> [usize; 3] {
+        match self {
+            Self::QvgaTrain | Self::QvgaEval => [1, QVGA_TRAIN_SIDE as usize, QVGA_TRAIN_SIDE as usize],
+            Self::VgaTrain | Self::VgaEval => [3, VGA_TRAIN_SIDE as usize, VGA_TRAIN_SIDE as usize],
+        }
+    }
+
+    /// Augments (or resizes) one image and normalises it as the model expects.
+    pub fn apply(self, img: &image::RgbImage, boxes: &[crate::wider::FaceBox], rng: &mut AugRng) -> FaceItem {
+        let [channels, side, _] = self.shape();
+        let (img, boxes) = match self {
+            Self::QvgaTrain => qvga_train(img, boxes, rng),
+            Self::VgaTrain => vga_train(img, boxes, rng),
+            Self::QvgaEval | Self::VgaEval => geometry::resize(img, boxes, side as u32, side as u32, FilterType::Triangle),
+        };
+        let image = if channels == 1 { normalize_gray(&img) } else { normalize_rgb(&img) };
+        FaceItem { image, shape: self.shape(), boxes: normalized_boxes(&boxes, img.width(), img.height()) }
+    }
+}
+
+/// Images with at least one face (as the original keeps them), made into samples by a
+/// [`FacePipeline`].
 pub struct FaceDataset {
     images: Vec<FaceAnnotation>,
-    seed: u64,
-    epoch: AtomicU64,
-    skip_bad: bool,
-    skipped: AtomicUsize,
+    pipeline: FacePipeline,
+    draw: EpochDraw,
 }
 
 impl FaceDataset {
-    /// An error when no image has a face (no silent zero-step epochs).
-    pub fn qvga(list: FaceList, seed: u64, origin: &std::path::Path) -> Result<Self, DataError> {
+    /// An error naming `origin` (where the list came from) when no image has a face: no silent
+    /// zero-step epochs.
+    pub fn new(list: FaceList, pipeline: FacePipeline, seed: u64, origin: &std::path::Path) -> Result<Self, DataError> {
         let images: Vec<FaceAnnotation> = list.images.into_iter().filter(|a| !a.boxes.is_empty()).collect();
         if images.is_empty() {
             return Err(DataError::Empty { path: origin.into() });
         }
-        Ok(Self { images, seed, epoch: AtomicU64::new(0), skip_bad: false, skipped: AtomicUsize::new(0) })
+        Ok(Self { images, pipeline, draw: EpochDraw::new(seed) })
+    }
+
+    pub fn pipeline(&self) -> FacePipeline {
+        self.pipeline
+    }
+
+    /// The annotated images, in the order `get` indexes them.
+    pub fn images(&self) -> &[FaceAnnotation] {
+        &self.images
     }
 
     /// Skip (and count) images that cannot be read instead of failing on them.
     pub fn with_skip_bad(mut self, skip: bool) -> Self {
-        self.skip_bad = skip;
+        self.draw.set_skip_bad(skip);
         self
     }
 
     /// The epoch whose augmentation `get` draws.
     pub fn set_epoch(&self, epoch: u64) {
-        self.epoch.store(epoch, Ordering::Relaxed);
+        self.draw.set_epoch(epoch);
     }
 
     /// Images skipped so far because they could not be read.
     pub fn skipped(&self) -> usize {
-        self.skipped.load(Ordering::Relaxed)
+        self.draw.skipped()
     }
 
     fn sample(&self, index: usize) -> Result<FaceItem, DataError> {
         let a = &self.images[index];
         let img = load_rgb(&a.image)?;
-        let mut rng = AugRng::for_sample(self.seed, self.epoch.load(Ordering::Relaxed), index as u64);
-        let (img, boxes) = qvga_train(&img, &a.boxes, &mut rng);
-        let side = QVGA_TRAIN_SIDE as usize;
-        Ok(FaceItem {
-            image: normalize_gray(&img),
-            shape: [1, side, side],
-            boxes: normalized_boxes(&boxes, img.width(), img.height()),
-        })
+        Ok(self.pipeline.apply(&img, &a.boxes, &mut self.draw.rng(index)))
     }
 }
 
 impl Dataset<FaceItem> for FaceDataset {
     fn get(&self, index: usize) -> Result<FaceItem, DatasetError> {
-        let n = self.images.len();
-        let mut k = 0;
-        loop {
-            match self.sample((index + k) % n) {
-                Ok(item) => return Ok(item),
-                // Skipping moves on to the next image, once round the whole set at most.
-                Err(_) if self.skip_bad && k + 1 < n => {
-                    self.skipped.fetch_add(1, Ordering::Relaxed);
-                    k += 1;
-                }
-                Err(e) => return Err(DatasetError::new(e)),
-            }
-        }
+        self.draw.get(index, self.images.len(), |i| self.sample(i))
     }
 
     fn len(&self) -> usize {
@@ -133,7 +157,7 @@ mod tests {
     }
 
     fn dataset() -> FaceDataset {
-        FaceDataset::qvga(WiderFace::new(root()).split("train").unwrap(), 3, &root()).unwrap()
+        FaceDataset::new(WiderFace::new(root()).split("train").unwrap(), FacePipeline::QvgaTrain, 3, &root()).unwrap()
     }
 
     /// Each batch as a fingerprint (its pixel bits and boxes), sorted: burn's multi-worker
@@ -176,6 +200,21 @@ mod tests {
     }
 
     #[test]
+    fn vga_and_eval_pipelines_make_their_shapes() {
+        let list = WiderFace::new(root()).split("val").unwrap();
+        for p in [FacePipeline::VgaTrain, FacePipeline::VgaEval, FacePipeline::QvgaEval] {
+            let ds = FaceDataset::new(list.clone(), p, 1, &root()).unwrap();
+            let item = ds.get(0).unwrap();
+            assert_eq!(item.shape, p.shape());
+            assert_eq!(item.image.len(), p.shape().iter().product::<usize>());
+            if p != FacePipeline::VgaTrain {
+                // A plain resize keeps every face, normalised.
+                assert_eq!(item.boxes.len(), ds.images()[0].boxes.len());
+            }
+        }
+    }
+
+    #[test]
     fn batches_do_not_depend_on_the_worker_count() {
         let one = batches(1);
         assert_eq!(one.len(), 2);
@@ -186,14 +225,14 @@ mod tests {
     fn bad_images_fail_or_are_skipped_and_counted() {
         let mut list = WiderFace::new(root()).split("train").unwrap();
         list.images[0].image = "/no/such/image.jpg".into();
-        let ds = FaceDataset::qvga(list.clone(), 0, &root()).unwrap();
+        let ds = FaceDataset::new(list.clone(), FacePipeline::QvgaTrain, 0, &root()).unwrap();
         let e = ds.get(0).unwrap_err().to_string();
         assert!(e.contains("/no/such/image.jpg"), "{e}");
-        let ds = FaceDataset::qvga(list, 0, &root()).unwrap().with_skip_bad(true);
+        let ds = FaceDataset::new(list, FacePipeline::QvgaTrain, 0, &root()).unwrap().with_skip_bad(true);
         assert!(ds.get(0).is_ok());
         assert_eq!(ds.skipped(), 1);
         let mut empty = WiderFace::new(root()).split("val").unwrap();
         empty.images.iter_mut().for_each(|a| a.boxes.clear());
-        assert!(matches!(FaceDataset::qvga(empty, 0, &root()), Err(DataError::Empty { .. })));
+        assert!(matches!(FaceDataset::new(empty, FacePipeline::VgaTrain, 0, &root()), Err(DataError::Empty { .. })));
     }
 }

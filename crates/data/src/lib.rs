@@ -1,15 +1,19 @@
-//! Data sets in their real on-disk formats. So far: the WIDER FACE annotation formats, SCUT-HEAD's
-//! VOC XML, Fashion-MNIST's IDX files and image decoding, each with errors that name the file
-//! (and line); the QVGA face training pipeline as a burn Dataset + Batcher. Still to come (the
-//! "Data" issue): the VGA face and classification pipelines, ImageNet, Visual Wake Words, the
-//! throughput benchmark, fuzz targets and download scripts.
+//! Data sets in their real on-disk formats, each with errors that name the file (and line):
+//! WIDER FACE (both annotation formats), SCUT-HEAD's VOC XML, ImageNet / ImageNet-10 folder
+//! trees, Visual Wake Words from COCO instances JSON, Fashion-MNIST's IDX files; the original's
+//! augmentation (QVGA and VGA face pipelines, torchvision's classification transforms) and burn
+//! `Dataset` + `Batcher` types for faces and for classification.
 
 pub mod augment;
+pub mod class_dataset;
+pub mod epoch_draw;
 pub mod error;
 pub mod face_dataset;
 pub mod fashion_mnist;
 pub mod image_io;
+pub mod imagenet;
 pub mod scut;
+pub mod vww;
 pub mod wider;
 
 pub use error::DataError;

@@ -1,10 +1,30 @@
 //! SCUT-HEAD part B: one PASCAL VOC XML file per image (`Annotations/*.xml`), images in
-//! `JPEGImages/`.
+//! `JPEGImages/`, splits as id lists in `ImageSets/Main/{train,val,trainval,test}.txt`.
 
 use std::path::Path;
 
 use crate::DataError;
-use crate::wider::{FaceAnnotation, FaceBox};
+use crate::wider::{FaceAnnotation, FaceBox, FaceList};
+
+/// The heads of split `split` of the SCUT-HEAD tree at `root`, image paths absolute. Boxes with
+/// no positive size are skipped and counted, as in WIDER FACE.
+pub fn split(root: &Path, split: &str) -> Result<FaceList, DataError> {
+    let ids = root.join("ImageSets/Main").join(format!("{split}.txt"));
+    let text = std::fs::read_to_string(&ids).map_err(DataError::io(&ids))?;
+    let mut list = FaceList::default();
+    for id in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let xml_path = root.join("Annotations").join(format!("{id}.xml"));
+        let xml = std::fs::read_to_string(&xml_path).map_err(DataError::io(&xml_path))?;
+        let (mut a, skipped) = parse_voc(&xml_path, &xml)?;
+        a.image = root.join("JPEGImages").join(&a.image);
+        list.skipped_boxes += skipped;
+        list.images.push(a);
+    }
+    if list.images.is_empty() {
+        return Err(DataError::Empty { path: ids });
+    }
+    Ok(list)
+}
 
 fn format_err(path: &Path, message: impl Into<String>) -> DataError {
     DataError::Format { path: path.into(), message: message.into() }
@@ -36,10 +56,10 @@ pub fn parse_voc(path: &Path, xml: &str) -> Result<(FaceAnnotation, usize), Data
             .ok_or_else(|| DataError::Parse { path: path.into(), line, message: "<object> without <bndbox>".into() })?;
         let coord = |tag: &str| -> Result<f32, DataError> {
             let text = bndbox.children().find(|n| n.has_tag_name(tag)).and_then(|n| n.text()).unwrap_or("");
-            text.trim().parse().map_err(|_| DataError::Parse {
+            text.trim().parse::<f32>().ok().filter(|v| v.is_finite()).ok_or_else(|| DataError::Parse {
                 path: path.into(),
                 line,
-                message: format!("<{tag}> is `{}`, not a number", text.trim()),
+                message: format!("<{tag}> is `{}`, not a finite number", text.trim()),
             })
         };
         let (x1, y1, x2, y2) = (coord("xmin")?, coord("ymin")?, coord("xmax")?, coord("ymax")?);
@@ -64,6 +84,22 @@ mod tests {
         assert_eq!(a.image, Path::new("PartB_00001.jpg"));
         assert_eq!(a.boxes, vec![FaceBox { x1: 10.0, y1: 20.0, x2: 30.0, y2: 44.0, invalid: false }]);
         assert_eq!(skipped, 1);
+    }
+
+    #[test]
+    fn a_split_reads_its_ids_annotations_and_names_a_missing_file() {
+        let root = std::env::temp_dir().join(format!("scut-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("ImageSets/Main")).unwrap();
+        std::fs::create_dir_all(root.join("Annotations")).unwrap();
+        std::fs::write(root.join("Annotations/PartB_00001.xml"), XML).unwrap();
+        std::fs::write(root.join("ImageSets/Main/train.txt"), "PartB_00001\n\n").unwrap();
+        std::fs::write(root.join("ImageSets/Main/test.txt"), "PartB_00001\nPartB_00002\n").unwrap();
+        let list = split(&root, "train").unwrap();
+        assert_eq!((list.images.len(), list.faces(), list.skipped_boxes), (1, 1, 1));
+        assert_eq!(list.images[0].image, root.join("JPEGImages/PartB_00001.jpg"));
+        let e = split(&root, "test").unwrap_err().to_string();
+        assert!(e.contains("PartB_00002.xml"), "{e}");
+        std::fs::remove_dir_all(&root).ok();
     }
 
     #[test]

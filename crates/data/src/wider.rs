@@ -51,6 +51,15 @@ fn read(path: &Path) -> Result<String, DataError> {
     std::fs::read_to_string(path).map_err(DataError::io(path))
 }
 
+/// A face count is not trusted for an allocation larger than this.
+const MAX_PREALLOC: usize = 1024;
+
+/// Whitespace-separated finite numbers (`nan`/`inf` are rejected: they would make boxes no
+/// geometry can handle).
+fn numbers(line: &str) -> Option<Vec<f32>> {
+    line.split_whitespace().map(|t| t.parse::<f32>().ok().filter(|v| v.is_finite())).collect()
+}
+
 fn parse_err(path: &Path, line: usize, message: impl Into<String>) -> DataError {
     DataError::Parse { path: path.into(), line, message: message.into() }
 }
@@ -59,7 +68,11 @@ fn parse_err(path: &Path, line: usize, message: impl Into<String>) -> DataError 
 /// `x y w h blur expression illumination invalid occlusion pose` (an image without faces has
 /// count 0 and one all-zero line).
 pub fn parse_bbx_gt(path: &Path) -> Result<FaceList, DataError> {
-    let text = read(path)?;
+    parse_bbx_gt_text(path, &read(path)?)
+}
+
+/// [`parse_bbx_gt`] of text already read; `path` only names it in errors.
+pub fn parse_bbx_gt_text(path: &Path, text: &str) -> Result<FaceList, DataError> {
     let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty());
     let mut list = FaceList::default();
     while let Some((n, image)) = lines.next() {
@@ -70,17 +83,13 @@ pub fn parse_bbx_gt(path: &Path) -> Result<FaceList, DataError> {
         let count: usize = count
             .parse()
             .map_err(|_| parse_err(path, cn, format!("expected a face count, found `{count}`")))?;
-        let mut boxes = Vec::with_capacity(count);
+        let mut boxes = Vec::with_capacity(count.min(MAX_PREALLOC));
         // A 0-face image still has one (all-zero) box line.
         for _ in 0..count.max(1) {
             let (bn, line) = lines
                 .next()
                 .ok_or_else(|| parse_err(path, cn + 1, format!("{image}: fewer than {count} box lines")))?;
-            let v: Vec<f32> = line
-                .split_whitespace()
-                .map(|t| t.parse::<f32>())
-                .collect::<Result<_, _>>()
-                .map_err(|_| parse_err(path, bn, format!("expected numbers, found `{line}`")))?;
+            let v = numbers(line).ok_or_else(|| parse_err(path, bn, format!("expected numbers, found `{line}`")))?;
             if v.len() != 10 {
                 return Err(parse_err(path, bn, format!("expected 10 values (x y w h + 6 attributes), found {}", v.len())));
             }
@@ -103,7 +112,11 @@ pub fn parse_bbx_gt(path: &Path) -> Result<FaceList, DataError> {
 
 /// Parses EdgeML's flat list: `<path> <n> x y w h 1 x y w h 1 ...` per line.
 pub fn parse_flat_list(path: &Path) -> Result<FaceList, DataError> {
-    let text = read(path)?;
+    parse_flat_list_text(path, &read(path)?)
+}
+
+/// [`parse_flat_list`] of text already read; `path` only names it in errors.
+pub fn parse_flat_list_text(path: &Path, text: &str) -> Result<FaceList, DataError> {
     let mut list = FaceList::default();
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
@@ -114,12 +127,10 @@ pub fn parse_flat_list(path: &Path) -> Result<FaceList, DataError> {
             .ok_or_else(|| parse_err(path, n, "missing the face count"))?
             .parse()
             .map_err(|_| parse_err(path, n, "the face count is not a number"))?;
-        let v: Vec<f32> = tokens
-            .map(|t| t.parse::<f32>())
-            .collect::<Result<_, _>>()
-            .map_err(|_| parse_err(path, n, "a box value is not a number"))?;
-        if v.len() != 5 * count {
-            return Err(parse_err(path, n, format!("{count} faces need {} values, found {}", 5 * count, v.len())));
+        let rest: Vec<&str> = tokens.collect();
+        let v = numbers(&rest.join(" ")).ok_or_else(|| parse_err(path, n, "a box value is not a finite number"))?;
+        if Some(v.len()) != count.checked_mul(5) {
+            return Err(parse_err(path, n, format!("{count} faces need 5 values each, found {} values", v.len())));
         }
         let mut boxes = Vec::with_capacity(count);
         for b in v.chunks_exact(5) {
@@ -225,6 +236,12 @@ mod tests {
         assert_eq!(list.skipped_boxes, 1);
         let p = write("flat_bad.txt", "/d/a.jpg 2 10 20 30 40 1\n");
         let e = parse_flat_list(&p).unwrap_err().to_string();
-        assert!(e.contains("flat_bad.txt:1") && e.contains("need 10 values"), "{e}");
+        assert!(e.contains("flat_bad.txt:1") && e.contains("found 5 values"), "{e}");
+        let p = write("flat_nan.txt", "/d/a.jpg 1 10 nan 30 40 1\n");
+        assert!(parse_flat_list(&p).unwrap_err().to_string().contains("flat_nan.txt:1"));
+        let huge = format!("/d/a.jpg {} 1 1 1 1 1\n", usize::MAX);
+        assert!(parse_flat_list_text(Path::new("huge.txt"), &huge).is_err());
+        let huge = format!("a/1.jpg\n{}\n1 1 1 1 0 0 0 0 0 0\n", usize::MAX);
+        assert!(parse_bbx_gt_text(Path::new("huge.txt"), &huge).is_err());
     }
 }

@@ -9,9 +9,11 @@ pub mod face;
 pub mod load;
 pub mod mobilenetv2;
 pub mod s3fd;
+pub mod small_mobilenet;
 pub mod summary;
 
 pub use densenet::{DenseNet, DenseNetConfig};
 pub use face::{FaceArch, FaceDetector, FaceOutput};
 pub use mobilenetv2::{MobileNetV2, MobileNetV2Config};
+pub use small_mobilenet::{SmallMobileNet, SmallMobileNetConfig, StemPooling};
 pub use summary::{LayerStat, Report};

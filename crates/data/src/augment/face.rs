@@ -12,7 +12,7 @@ use crate::wider::FaceBox;
 
 /// PIL's interpolations as the original picks among them (hamming has no twin here: the
 /// triangle filter stands in for it).
-const FILTERS: [FilterType; 5] =
+pub(crate) const FILTERS: [FilterType; 5] =
     [FilterType::Triangle, FilterType::Triangle, FilterType::Nearest, FilterType::CatmullRom, FilterType::Lanczos3];
 
 /// Side of the QVGA models' square training input.

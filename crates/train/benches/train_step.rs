@@ -1,0 +1,100 @@
+//! Training-step speed: forward + loss + backward + SGD step, median over steps, in ms and
+//! images/s. RNNPool-Face-M4 at batch 8 x 1x320x320 with the multibox loss on fixed faces, and
+//! the VWW model (MobileNetV2-0.35x-RNNPool) at batch 16 x 3x224x224 with cross-entropy.
+//!
+//!   cargo bench -p train --bench train_step [-- --steps 10 --backend flex|ndarray --case face_m4|vww]
+//! One JSON line per case on stdout.
+
+use std::time::Instant;
+
+use burn::optim::{GradientsParams, SgdConfig};
+use burn::optim::momentum::MomentumConfig;
+use burn::prelude::*;
+use burn::tensor::{Distribution, Int, TensorData};
+use models::{FaceArch, MobileNetV2Config};
+use train::detection::multibox::multibox_loss;
+use train::face_task::priors_host;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn sgd() -> burn::optim::ModuleOptimizer {
+    SgdConfig::new().with_momentum(Some(MomentumConfig::new().with_momentum(0.9).with_dampening(0.0))).init()
+}
+
+fn face_m4(device: &Device, steps: usize) -> Result<Vec<f64>, Box<dyn std::error::Error>> {
+    let mut model = FaceArch::M4.init(device)?;
+    let mut optim = sgd();
+    let batch = 8;
+    // Three faces per image, of the sizes the anchors cover.
+    let faces: Vec<Vec<[f32; 4]>> = (0..batch)
+        .map(|i| {
+            let o = i as f32 * 0.02;
+            vec![[0.1 + o, 0.1, 0.15 + o, 0.16], [0.4, 0.3 + o, 0.5, 0.42 + o], [0.6, 0.6, 0.85, 0.9]]
+        })
+        .collect();
+    let mut times = Vec::new();
+    for _ in 0..steps + 1 {
+        let x = Tensor::<4>::random([batch, 1, 320, 320], Distribution::Normal(0.0, 60.0), device);
+        let start = Instant::now();
+        let out = model.forward(x)?;
+        let priors = priors_host(out.priors);
+        let loss = multibox_loss(out.loc, out.conf, &priors, &faces).total();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(1e-3, model, grads);
+        let _ = model.loc[0].weight.val().into_data();
+        times.push(start.elapsed().as_secs_f64());
+    }
+    times.remove(0);
+    Ok(times)
+}
+
+fn vww(device: &Device, steps: usize) -> Result<Vec<f64>, Box<dyn std::error::Error>> {
+    let mut model = MobileNetV2Config::vww().init(device)?;
+    let mut optim = sgd();
+    let batch = 16;
+    let labels = Tensor::<1, Int>::from_data(TensorData::new((0..batch as i64).map(|i| i % 2).collect(), [batch]), device);
+    let mut times = Vec::new();
+    for _ in 0..steps + 1 {
+        let x = Tensor::<4>::random([batch, 3, 224, 224], Distribution::Normal(0.0, 1.0), device);
+        let start = Instant::now();
+        let logits = model.forward(x)?;
+        let loss = burn::nn::loss::CrossEntropyLossConfig::new().init(device).forward(logits, labels.clone());
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(1e-3, model, grads);
+        let _ = model.classifier.weight.val().into_data();
+        times.push(start.elapsed().as_secs_f64());
+    }
+    times.remove(0);
+    Ok(times)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let (mut steps, mut backend, mut case) = (10usize, "flex".to_string(), "all".to_string());
+    let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
+    while let Some(a) = args.next() {
+        let v = args.next().ok_or(format!("{a} needs a value"))?;
+        match a.as_str() {
+            "--steps" => steps = v.parse()?,
+            "--backend" => backend = v,
+            "--case" => case = v,
+            other => return Err(format!("unknown argument {other}").into()),
+        }
+    }
+    let device = train::backend::device(&backend)?.autodiff();
+    let cases: [(&str, usize, fn(&Device, usize) -> Result<Vec<f64>, Box<dyn std::error::Error>>); 2] =
+        [("face_m4", 8, face_m4), ("vww", 16, vww)];
+    for (name, batch, run) in cases {
+        if case != "all" && case != name {
+            continue;
+        }
+        let ms = median(run(&device, steps)?) * 1e3;
+        println!(
+            "{{\"case\":\"{name}\",\"backend\":\"{backend}\",\"batch\":{batch},\"steps\":{steps},\"median_ms\":{ms:.1},\"images_per_s\":{:.1}}}",
+            batch as f64 * 1e3 / ms
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,57 @@
+//! The device a config's `train.backend` names. wgpu is a cargo feature (`--features wgpu`)
+//! because it adds about 12 minutes to a cold build; asking for it without the feature, or
+//! without a GPU/Vulkan driver, is an error that says how to get one — never a silent CPU run.
+
+use burn::prelude::Device;
+
+use crate::error::TrainError;
+
+/// The (non-autodiff) device for `backend`: flex | ndarray | wgpu.
+pub fn device(backend: &str) -> Result<Device, TrainError> {
+    let err = |message: &str| TrainError::Backend { backend: backend.into(), message: message.into() };
+    match backend {
+        "flex" => Ok(Device::flex()),
+        #[allow(deprecated)]
+        "ndarray" => Ok(Device::ndarray()),
+        "wgpu" => wgpu_device().ok_or_else(|| {
+            err(if cfg!(feature = "wgpu") {
+                "no GPU adapter found: install a Vulkan/Metal/DX12 driver (on Linux without a GPU, \
+                 Mesa's lavapipe: apt-get install mesa-vulkan-drivers libvulkan1)"
+            } else {
+                "this build has no wgpu support: rebuild with `--features wgpu`"
+            })
+        }),
+        other => Err(err(&format!("unknown backend `{other}`: expected flex, ndarray or wgpu"))),
+    }
+}
+
+#[cfg(feature = "wgpu")]
+fn wgpu_device() -> Option<Device> {
+    // Adapter discovery panics inside wgpu when there is none; turn that into our error.
+    std::panic::catch_unwind(|| {
+        let d = Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
+        let _probe = burn::prelude::Tensor::<1>::zeros([1], &d).into_data();
+        d
+    })
+    .ok()
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn wgpu_device() -> Option<Device> {
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_backends_and_clear_errors() {
+        assert!(device("flex").is_ok() && device("ndarray").is_ok());
+        let e = device("cuda").unwrap_err().to_string();
+        assert!(e.contains("cuda") && e.contains("expected flex"), "{e}");
+        if !cfg!(feature = "wgpu") {
+            assert!(device("wgpu").unwrap_err().to_string().contains("--features wgpu"));
+        }
+    }
+}

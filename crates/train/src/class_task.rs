@@ -1,0 +1,186 @@
+//! Classification training: ImageNet / ImageNet-10 / Visual Wake Words photos or Fashion-MNIST,
+//! cross-entropy, top-1 / top-5 accuracy.
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataset::Dataset;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::prelude::*;
+use data::augment::classification::{IMAGENET_SCALE, VWW_SCALE};
+use data::class_dataset::{ClassBatch, ClassBatcher, ClassItem, ClassPipeline, FashionMnistDataset, ImageClassDataset};
+use data::fashion_mnist::Mnist;
+use data::imagenet::{ClassList, ImageNet};
+use rayon::prelude::*;
+
+use crate::config::{Config, DataSection};
+use crate::error::TrainError;
+use crate::net::Net;
+use crate::task::{Evaluation, StepLoss, Task, loader_pool};
+
+/// One split of a classification data set.
+pub enum ClassData {
+    Images(ImageClassDataset),
+    Fashion(FashionMnistDataset),
+}
+
+impl ClassData {
+    fn get(&self, i: usize) -> Result<ClassItem, TrainError> {
+        match self {
+            Self::Images(d) => d.get(i),
+            Self::Fashion(d) => d.get(i),
+        }
+        .map_err(|e| TrainError::Dataset(e.to_string()))
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Images(d) => d.len(),
+            Self::Fashion(d) => d.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn set_epoch(&self, epoch: u64) {
+        match self {
+            Self::Images(d) => d.set_epoch(epoch),
+            Self::Fashion(d) => d.set_epoch(epoch),
+        }
+    }
+}
+
+fn photo_list(data: &DataSection, split: &str) -> Result<ClassList, TrainError> {
+    let mut list = match data.kind.as_str() {
+        "imagenet" => ImageNet::new(&data.root).split(split)?,
+        "imagenet10" => ImageNet::imagenet10(&data.root).split(split)?,
+        "vww" => data::vww::split(&data.root, split)?,
+        other => {
+            return Err(TrainError::Unsupported {
+                what: format!("data.kind `{other}` for a classifier"),
+                why: "classifiers train on imagenet, imagenet10, vww or fashion_mnist".into(),
+            });
+        }
+    };
+    if let Some(n) = data.limit {
+        list.items.truncate(n);
+    }
+    Ok(list)
+}
+
+/// Classes and input channels of `data`.
+pub fn classes_and_channels(data: &DataSection) -> Result<(usize, usize), TrainError> {
+    Ok(match data.kind.as_str() {
+        "fashion_mnist" => (10, 1),
+        "vww" => (2, 3),
+        "imagenet10" => (10, 3),
+        "imagenet" => (ImageNet::new(&data.root).classes()?.len(), 3),
+        // Face data: the detectors fix their own outputs.
+        _ => (2, 3),
+    })
+}
+
+fn split(cfg: &Config, split: &str, train: bool) -> Result<ClassData, TrainError> {
+    let d = &cfg.data;
+    if d.kind == "fashion_mnist" {
+        let mut ds = FashionMnistDataset::new(Mnist::load(&d.root, split)?, train && d.augment, cfg.train.seed);
+        if let Some(n) = d.limit {
+            ds.truncate(n);
+        }
+        return Ok(ClassData::Fashion(ds));
+    }
+    let size = d.image_size.unwrap_or(224);
+    let scale = if d.kind == "vww" { VWW_SCALE } else { IMAGENET_SCALE };
+    let pipeline = if train && d.augment { ClassPipeline::Train { size, scale } } else { ClassPipeline::Eval { size } };
+    let list = photo_list(d, split)?;
+    Ok(ClassData::Images(ImageClassDataset::new(list, pipeline, cfg.train.seed, &d.root)?.with_skip_bad(d.skip_bad)))
+}
+
+pub struct ClassTask {
+    pub train: ClassData,
+    pub val: ClassData,
+    eval_batch: usize,
+    loaders: rayon::ThreadPool,
+    device: Device,
+}
+
+impl ClassTask {
+    pub fn new(cfg: &Config, device: &Device) -> Result<Self, TrainError> {
+        Ok(Self {
+            train: split(cfg, &cfg.data.train_split, true)?,
+            val: split(cfg, &cfg.data.val_split, false)?,
+            eval_batch: cfg.train.batch_size.max(64),
+            loaders: loader_pool(cfg.train.workers)?,
+            device: device.clone(),
+        })
+    }
+
+    fn batch(&self, data: &ClassData, indices: &[usize]) -> Result<ClassBatch, TrainError> {
+        let items: Vec<ClassItem> =
+            self.loaders.install(|| indices.par_iter().map(|&i| data.get(i)).collect::<Result<_, _>>())?;
+        Ok(ClassBatcher.batch(items, &self.device))
+    }
+}
+
+/// Top-1 and top-5 hits of `logits` `[n, classes]` against `labels`.
+pub fn top_k_hits(logits: &[f32], classes: usize, labels: &[usize]) -> (usize, usize) {
+    let (mut top1, mut top5) = (0, 0);
+    for (row, &label) in logits.chunks_exact(classes).zip(labels) {
+        let above = row.iter().filter(|&&v| v > row[label]).count();
+        top1 += usize::from(above == 0);
+        top5 += usize::from(above < 5);
+    }
+    (top1, top5)
+}
+
+impl Task for ClassTask {
+    fn len(&self) -> usize {
+        self.train.len()
+    }
+
+    fn set_epoch(&self, epoch: u64) {
+        self.train.set_epoch(epoch);
+    }
+
+    fn loss(&self, net: &Net, indices: &[usize]) -> Result<StepLoss, TrainError> {
+        let b = self.batch(&self.train, indices)?;
+        let logits = net.classify(b.images)?;
+        let total = CrossEntropyLossConfig::new().init(&logits.device()).forward(logits, b.labels);
+        Ok(StepLoss { total, loc: None, conf: None })
+    }
+
+    fn evaluate(&self, net: &Net) -> Result<Evaluation, TrainError> {
+        let n = self.val.len();
+        let (mut loss, mut top1, mut top5) = (0.0f64, 0usize, 0usize);
+        for start in (0..n).step_by(self.eval_batch) {
+            let idx: Vec<usize> = (start..(start + self.eval_batch).min(n)).collect();
+            let b = self.batch(&self.val, &idx)?;
+            let labels: Vec<usize> = b.labels.clone().into_data().iter::<i64>().map(|l| l as usize).collect();
+            let logits = net.classify(b.images)?;
+            let classes = logits.dims()[1];
+            let ce = CrossEntropyLossConfig::new().init(&logits.device()).forward(logits.clone(), b.labels);
+            loss += ce.into_scalar::<f32>() as f64 * idx.len() as f64;
+            let host: Vec<f32> = logits.into_data().iter::<f32>().collect();
+            let (h1, h5) = top_k_hits(&host, classes, &labels);
+            (top1, top5) = (top1 + h1, top5 + h5);
+        }
+        let n = n.max(1) as f64;
+        Ok(Evaluation { loss: loss / n, top1: Some(top1 as f64 / n), top5: Some(top5 as f64 / n), ap: None })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_counts_ranks() {
+        // Label ranked 1st, 3rd, and 7th of 7.
+        let logits = [
+            9.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, //
+            1.0, 9.0, 8.0, 3.0, 4.0, 5.0, 6.0, //
+            0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0,
+        ];
+        assert_eq!(top_k_hits(&logits, 7, &[0, 6, 0]), (1, 2));
+    }
+}

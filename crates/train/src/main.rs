@@ -1,0 +1,205 @@
+//! `cargo run --release -p train -- --config configs/s3fd_rnnpool.toml` trains; `eval` and
+//! `detect` use a checkpoint. Results go to stdout, logs (tracing) and progress to stderr.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use image::Rgb;
+use train::Config;
+use train::net::Net;
+use train::trainer::{self, RunOptions};
+
+#[derive(Parser)]
+#[command(version, about = "Train and evaluate RNNPool models", args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    train: TrainArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train (the default when no subcommand is given).
+    Train(TrainArgs),
+    /// Validation loss and AP (faces) of a checkpoint.
+    Eval(EvalArgs),
+    /// Run a checkpoint on one image and write a PNG with the boxes and scores.
+    Detect(DetectArgs),
+}
+
+/// Overrides of the config's common fields.
+#[derive(Args, Clone, Default)]
+struct Overrides {
+    #[arg(long)]
+    epochs: Option<usize>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    #[arg(long)]
+    lr: Option<f64>,
+    /// data.root
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// flex | ndarray | wgpu
+    #[arg(long)]
+    backend: Option<String>,
+    /// output.dir
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args, Clone, Default)]
+struct TrainArgs {
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Continue from <out>/last.ckpt.
+    #[arg(long)]
+    resume: bool,
+    #[command(flatten)]
+    overrides: Overrides,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    #[arg(long)]
+    config: PathBuf,
+    #[arg(long)]
+    checkpoint: PathBuf,
+    #[command(flatten)]
+    overrides: Overrides,
+}
+
+#[derive(Args)]
+struct DetectArgs {
+    #[arg(long)]
+    config: PathBuf,
+    #[arg(long)]
+    checkpoint: PathBuf,
+    #[arg(long)]
+    image: PathBuf,
+    #[arg(long, default_value = "detections.png")]
+    out: PathBuf,
+}
+
+fn load_config(path: &PathBuf, o: &Overrides) -> Result<Config> {
+    let mut cfg = Config::load(path)?;
+    if let Some(v) = o.epochs {
+        cfg.train.epochs = v;
+    }
+    if let Some(v) = o.batch_size {
+        cfg.train.batch_size = v;
+    }
+    if let Some(v) = o.lr {
+        cfg.train.lr = v;
+    }
+    if let Some(v) = &o.data {
+        cfg.data.root = v.clone();
+    }
+    if let Some(v) = &o.backend {
+        cfg.train.backend = v.clone();
+    }
+    if let Some(v) = &o.out {
+        cfg.output.dir = v.clone();
+    }
+    cfg.validate(path).context("after command-line overrides")?;
+    Ok(cfg)
+}
+
+fn run_train(args: TrainArgs) -> Result<()> {
+    let Some(path) = &args.config else { bail!("--config <file.toml> is required (see configs/)") };
+    let cfg = load_config(path, &args.overrides)?;
+    tracing::info!(config = %path.display(), model = %cfg.model.name, out = %cfg.output.dir.display(), "training");
+    let summary = trainer::train(&cfg, &RunOptions { resume: args.resume, ..Default::default() })
+        .with_context(|| format!("training with {}", path.display()))?;
+    println!("{}", train::metrics::to_csv(&summary.history).trim_end());
+    println!("checkpoints and metrics in {}", summary.out_dir.display());
+    Ok(())
+}
+
+fn run_eval(args: EvalArgs) -> Result<()> {
+    let cfg = load_config(&args.config, &args.overrides)?;
+    let device = train::backend::device(&cfg.train.backend)?;
+    let (kind, net) = trainer::build_model(&cfg, &device)?;
+    let (_, net, _) = trainer::load_checkpoint(&args.checkpoint, &cfg, net, None)?;
+    let task = trainer::build_task(&cfg, kind, &device)?;
+    let e = task.evaluate(&net)?;
+    let opt = |name: &str, v: Option<f64>| v.map(|v| format!(", {name} {v:.4}")).unwrap_or_default();
+    println!(
+        "split {}: loss {:.4}{}{}{}",
+        cfg.data.val_split,
+        e.loss,
+        opt("AP (IoU 0.5, all faces)", e.ap),
+        opt("top-1", e.top1),
+        opt("top-5", e.top5)
+    );
+    Ok(())
+}
+
+fn run_detect(args: DetectArgs) -> Result<()> {
+    let cfg = load_config(&args.config, &Overrides::default())?;
+    let device = train::backend::device(&cfg.train.backend)?;
+    let (kind, net) = trainer::build_model(&cfg, &device)?;
+    let (_, net, _) = trainer::load_checkpoint(&args.checkpoint, &cfg, net, None)?;
+    let Net::Face(model) = net else { bail!("detect needs a face model") };
+    let mut img = data::image_io::load_rgb(&args.image)?;
+    let pipeline = train::face_task::eval_pipeline(kind.is_qvga());
+    let item = pipeline.apply(&img, &[], &mut data::augment::AugRng::new(0));
+    let x = burn::prelude::Tensor::<4>::from_data(
+        burn::tensor::TensorData::new(item.image, [1, item.shape[0], item.shape[1], item.shape[2]]),
+        &device,
+    );
+    let out = model.forward(x)?;
+    let priors = train::face_task::priors_host(out.priors);
+    let loc: Vec<f32> = out.loc.into_data().iter::<f32>().collect();
+    let conf: Vec<f32> = out.conf.into_data().iter::<f32>().collect();
+    let dets = train::detection::nms::detect(&loc, &conf, &priors, train::face_task::detect_config(&cfg, kind.is_qvga()));
+    let (w, h) = (img.width() as f32, img.height() as f32);
+    for d in &dets {
+        let b = [d.bbox[0] * w, d.bbox[1] * h, d.bbox[2] * w, d.bbox[3] * h];
+        println!("{:.1} {:.1} {:.1} {:.1} {:.4}", b[0], b[1], b[2], b[3], d.score);
+        if d.score >= 0.5 {
+            draw_box(&mut img, b);
+        }
+    }
+    img.save(&args.out).with_context(|| format!("writing {}", args.out.display()))?;
+    println!("{} detections ({} drawn at score >= 0.5) -> {}", dets.len(), dets.iter().filter(|d| d.score >= 0.5).count(), args.out.display());
+    Ok(())
+}
+
+fn draw_box(img: &mut image::RgbImage, b: [f32; 4]) {
+    let (w, h) = (img.width() as i64, img.height() as i64);
+    let [x1, y1, x2, y2] = b.map(|v| v.round() as i64);
+    for t in 0..2 {
+        for x in x1..=x2 {
+            for y in [y1 + t, y2 - t] {
+                if (0..w).contains(&x) && (0..h).contains(&y) {
+                    img.put_pixel(x as u32, y as u32, Rgb([0, 255, 0]));
+                }
+            }
+        }
+        for y in y1..=y2 {
+            for x in [x1 + t, x2 - t] {
+                if (0..w).contains(&x) && (0..h).contains(&y) {
+                    img.put_pixel(x as u32, y as u32, Rgb([0, 255, 0]));
+                }
+            }
+        }
+    }
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        None => run_train(cli.train),
+        Some(Command::Train(a)) => run_train(a),
+        Some(Command::Eval(a)) => run_eval(a),
+        Some(Command::Detect(a)) => run_detect(a),
+    }
+}

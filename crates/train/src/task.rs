@@ -1,0 +1,40 @@
+//! What the training loop needs from a task (face detection or classification): its samples,
+//! the loss of a micro-batch, and an evaluation.
+
+use burn::prelude::*;
+
+use crate::error::TrainError;
+use crate::net::Net;
+
+/// A micro-batch's loss and, for detection, its localisation and classification parts.
+pub struct StepLoss {
+    pub total: Tensor<1>,
+    pub loc: Option<f64>,
+    pub conf: Option<f64>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Evaluation {
+    pub loss: f64,
+    pub ap: Option<f64>,
+    pub top1: Option<f64>,
+    pub top5: Option<f64>,
+}
+
+pub trait Task {
+    /// Training samples.
+    fn len(&self) -> usize;
+    /// The epoch whose augmentation the training samples draw.
+    fn set_epoch(&self, epoch: u64);
+    fn loss(&self, net: &Net, indices: &[usize]) -> Result<StepLoss, TrainError>;
+    /// Validation of `net` (already in evaluation mode).
+    fn evaluate(&self, net: &Net) -> Result<Evaluation, TrainError>;
+}
+
+/// A thread pool of `workers` threads for decoding and augmentation.
+pub fn loader_pool(workers: usize) -> Result<rayon::ThreadPool, TrainError> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(workers.max(1))
+        .build()
+        .map_err(|e| TrainError::Dataset(format!("starting {workers} loader threads: {e}")))
+}

@@ -1,0 +1,297 @@
+//! The training loop. It is hand-written around burn's optimizers rather than burn-train's
+//! `Learner`, because the face models need what the Learner has no hook for: the host-side S3FD
+//! matcher and hard negative mining between forward and backward, M4's sparsification after
+//! every step, a per-iteration warm-up + cosine schedule, and checkpoints every N steps whose
+//! resume is bit-identical (data order and augmentation are pure functions of seed, epoch and
+//! index; model and optimizer state are restored exactly).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::prelude::*;
+use burn::store::ModuleRecord;
+use data::augment::AugRng;
+use indicatif::{ProgressBar, ProgressStyle};
+use rnnpool_core::state_dict::StateDict;
+
+use crate::checkpoint::{Checkpoint, CheckpointError, TrainState};
+use crate::config::Config;
+use crate::error::TrainError;
+use crate::class_task::ClassTask;
+use crate::face_task::FaceTask;
+use crate::metrics::{self, EpochMetrics};
+use crate::net::{ModelKind, Net};
+use crate::schedule::WarmupCosine;
+use crate::sparsify::{M4_KEEP, sparsify_rnnpool};
+use crate::task::{StepLoss, Task};
+
+pub const LAST: &str = "last.ckpt";
+pub const BEST: &str = "best.ckpt";
+
+/// What a finished run reports.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub steps: usize,
+    pub history: Vec<EpochMetrics>,
+    pub out_dir: PathBuf,
+}
+
+fn optimizer(cfg: &Config) -> ModuleOptimizer {
+    let t = &cfg.train;
+    let decay = (t.weight_decay > 0.0).then(|| WeightDecayConfig::new(t.weight_decay as f32));
+    match t.optimizer.as_str() {
+        "adam" => AdamConfig::new().with_weight_decay(decay).init(),
+        // PyTorch's SGD: no dampening.
+        _ => SgdConfig::new()
+            .with_momentum((t.momentum > 0.0).then(|| MomentumConfig::new().with_momentum(t.momentum).with_dampening(0.0)))
+            .with_weight_decay(decay)
+            .init(),
+    }
+}
+
+/// burn's parameter init draws from the device's global generator: seeding and building hold
+/// this lock so that models built at once in one process (tests, sweeps) each get their seed's
+/// weights.
+static SEEDED_INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A model of `cfg` on `device`, initialised from `train.seed`, with the weights of
+/// `model.init` when given.
+pub fn build_model(cfg: &Config, device: &Device) -> Result<(ModelKind, Net), TrainError> {
+    let kind = ModelKind::parse(&cfg.model.name).ok_or_else(|| TrainError::Unsupported {
+        what: format!("model `{}`", cfg.model.name),
+        why: "see configs/README.md for the names".into(),
+    })?;
+    let (classes, channels) = crate::class_task::classes_and_channels(&cfg.data)?;
+    let mut net = {
+        let _guard = SEEDED_INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        device.seed(cfg.train.seed);
+        kind.init(classes, channels, device)?
+    };
+    match &cfg.model.init {
+        // One of our checkpoints (fine-tuning from a previous run): its weights only.
+        Some(init) if init.extension().is_some_and(|e| e == "ckpt") => {
+            net = load_checkpoint(init, cfg, net, None)?.1;
+            tracing::info!(path = %init.display(), "started from a checkpoint's weights");
+        }
+        Some(init) => {
+            net = net.load_state(&StateDict::load(init)?)?;
+            tracing::info!(path = %init.display(), "started from EdgeML weights");
+        }
+        None => {}
+    }
+    Ok((kind, net))
+}
+
+/// Loads `path` into `net` (and `optim`), checking it holds the configured model.
+pub fn load_checkpoint(
+    path: &Path,
+    cfg: &Config,
+    net: Net,
+    optim: Option<ModuleOptimizer>,
+) -> Result<(TrainState, Net, Option<ModuleOptimizer>), TrainError> {
+    let ckpt = Checkpoint::load(path)?;
+    if ckpt.state.model != cfg.model.name {
+        return Err(CheckpointError::WrongModel {
+            path: path.into(),
+            found: ckpt.state.model,
+            expected: cfg.model.name.clone(),
+        }
+        .into());
+    }
+    let record_err = |message: String| TrainError::Record { path: path.into(), message };
+    let record = ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(ckpt.model))
+        .map_err(|e| record_err(format!("model record: {e}")))?;
+    let net = net.try_load_record(record).map_err(|e| record_err(format!("model does not fit: {e}")))?;
+    let optim = match optim {
+        Some(o) => Some(
+            o.from_bytes(burn::tensor::Bytes::from_bytes_vec(ckpt.optimizer))
+                .map_err(|e| record_err(format!("optimizer record: {e}")))?,
+        ),
+        None => None,
+    };
+    Ok((ckpt.state, net, optim))
+}
+
+fn save_checkpoint(path: &Path, state: &TrainState, net: &Net, optim: &ModuleOptimizer) -> Result<(), TrainError> {
+    let record_err = |message: String| TrainError::Record { path: path.into(), message };
+    // `valid()` first: it folds BatchNorm's pending running-statistics update into the value
+    // (a record of the training module would miss the latest update).
+    let model = net.valid().into_record().into_bytes().map_err(|e| record_err(e.to_string()))?;
+    let optimizer = optim.into_bytes().map_err(|e| record_err(e.to_string()))?;
+    Checkpoint { state: state.clone(), model: model.to_vec(), optimizer: optimizer.to_vec() }.save(path)?;
+    Ok(())
+}
+
+/// The sample order of `epoch`: a Fisher-Yates shuffle seeded by (seed, epoch).
+pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut rng = AugRng::for_sample(seed, epoch as u64, u64::MAX);
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        order.swap(i, rng.below(i + 1));
+    }
+    order
+}
+
+/// Options that are not part of the experiment's definition.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    pub resume: bool,
+    /// Stop after this many optimizer steps in this process (tests of resume).
+    pub stop_after: Option<usize>,
+    pub quiet: bool,
+}
+
+/// The task `cfg` describes, for a model of `kind`.
+pub fn build_task(cfg: &Config, kind: ModelKind, device: &Device) -> Result<Box<dyn Task>, TrainError> {
+    Ok(if kind.is_face() {
+        Box::new(FaceTask::new(cfg, kind.is_qvga(), device)?)
+    } else {
+        Box::new(ClassTask::new(cfg, device)?)
+    })
+}
+
+pub fn train(cfg: &Config, opts: &RunOptions) -> Result<RunSummary, TrainError> {
+    let device = crate::backend::device(&cfg.train.backend)?.autodiff();
+    let (kind, mut net) = build_model(cfg, &device)?;
+    let out = cfg.output.dir.clone();
+    std::fs::create_dir_all(&out).map_err(TrainError::io(&out))?;
+    let task = build_task(cfg, kind, &device)?;
+
+    let t = &cfg.train;
+    let per_step = t.batch_size * t.accumulation;
+    let n = task.len();
+    let steps_per_epoch = n.div_ceil(per_step);
+    let total = steps_per_epoch * t.epochs;
+    let schedule = WarmupCosine {
+        base_lr: t.lr,
+        warmup_iters: (t.warmup_epochs * steps_per_epoch as f64).round() as usize,
+        total_iters: total,
+    };
+    let mut optim = optimizer(cfg);
+    let mut state = TrainState { model: cfg.model.name.clone(), step: 0, seed: t.seed, history: Vec::new() };
+    let last = out.join(LAST);
+    if opts.resume && last.exists() {
+        let (s, m, o) = load_checkpoint(&last, cfg, net, Some(optim))?;
+        (state, net, optim) = (s, m, o.ok_or_else(|| TrainError::Dataset("optimizer state missing".into()))?);
+        tracing::info!(step = state.step, path = %last.display(), "resumed");
+    } else if opts.resume {
+        tracing::warn!(path = %last.display(), "--resume: no checkpoint yet, starting from scratch");
+    }
+
+    let bar = if opts.quiet { ProgressBar::hidden() } else { ProgressBar::new(total as u64) };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} epoch {prefix} [{bar:30}] {pos}/{len} steps {msg} ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_position(state.step as u64);
+    let mut best_val = state.history.iter().filter_map(|m| m.val_loss).fold(f64::INFINITY, f64::min);
+    let mut sums = LossSums::default();
+    let mut epoch_start = Instant::now();
+    let mut steps_here = 0usize;
+    while state.step < total {
+        if opts.stop_after.is_some_and(|k| steps_here >= k) {
+            break;
+        }
+        let epoch = state.step / steps_per_epoch;
+        let in_epoch = state.step % steps_per_epoch;
+        task.set_epoch(epoch as u64);
+        let order = epoch_order(n, t.seed, epoch);
+        bar.set_prefix(format!("{}/{}", epoch + 1, t.epochs));
+        let lr = schedule.lr(state.step);
+        let mut grads = GradientsAccumulator::<Net>::new();
+        for micro in order[in_epoch * per_step..((in_epoch + 1) * per_step).min(n)].chunks(t.batch_size) {
+            let loss = task.loss(&net, micro)?;
+            sums.add(&loss, micro.len());
+            let scaled = loss.total / t.accumulation as f64;
+            grads.accumulate(&net, GradientsParams::from_grads(scaled.backward(), &net));
+        }
+        net = optim.step(lr, net, grads.grads());
+        if t.sparsify
+            && let Net::Face(mut m) = net
+        {
+            m.rnn_pool.pool = sparsify_rnnpool(m.rnn_pool.pool, M4_KEEP);
+            net = Net::Face(m);
+        }
+        state.step += 1;
+        steps_here += 1;
+        bar.set_position(state.step as u64);
+        let secs = epoch_start.elapsed().as_secs_f64().max(1e-9);
+        bar.set_message(sums.message(lr, secs));
+        if state.step % steps_per_epoch == 0 {
+            let epoch_no = state.step / steps_per_epoch;
+            let mut row = sums.row(epoch_no, state.step, lr, secs);
+            if epoch_no % t.eval_every == 0 || epoch_no == t.epochs {
+                let e = task.evaluate(&net.valid())?;
+                (row.val_loss, row.val_ap, row.val_top1, row.val_top5) = (Some(e.loss), e.ap, e.top1, e.top5);
+                tracing::info!(epoch = epoch_no, val_loss = e.loss, val_ap = ?e.ap, val_top1 = ?e.top1, "evaluated");
+            }
+            state.history.push(row.clone());
+            metrics::write_all(&out, &state.history).map_err(TrainError::io(&out))?;
+            save_checkpoint(&last, &state, &net, &optim)?;
+            if let Some(v) = row.val_loss
+                && v < best_val
+            {
+                best_val = v;
+                save_checkpoint(&out.join(BEST), &state, &net, &optim)?;
+            }
+            if !opts.quiet {
+                bar.println(row.summary());
+            }
+            sums = LossSums::default();
+            epoch_start = Instant::now();
+        } else if state.step % t.checkpoint_every == 0 {
+            save_checkpoint(&last, &state, &net, &optim)?;
+        }
+    }
+    if opts.stop_after.is_some() && state.step < total {
+        save_checkpoint(&last, &state, &net, &optim)?;
+    }
+    bar.finish_and_clear();
+    Ok(RunSummary { steps: state.step, history: state.history, out_dir: out })
+}
+
+/// Running sums of one epoch's training losses.
+#[derive(Default)]
+struct LossSums {
+    total: f64,
+    loc: f64,
+    conf: f64,
+    batches: usize,
+    images: usize,
+}
+
+impl LossSums {
+    fn add(&mut self, loss: &StepLoss, images: usize) {
+        self.total += loss.total.clone().into_scalar::<f32>() as f64;
+        self.loc += loss.loc.unwrap_or(0.0);
+        self.conf += loss.conf.unwrap_or(0.0);
+        self.batches += 1;
+        self.images += images;
+    }
+
+    fn mean(&self, v: f64) -> f64 {
+        v / self.batches.max(1) as f64
+    }
+
+    fn message(&self, lr: f64, secs: f64) -> String {
+        format!("loss {:.4} lr {lr:.2e} {:.1} img/s", self.mean(self.total), self.images as f64 / secs)
+    }
+
+    fn row(&self, epoch: usize, step: usize, lr: f64, secs: f64) -> EpochMetrics {
+        let detection = self.loc != 0.0 || self.conf != 0.0;
+        EpochMetrics {
+            epoch,
+            step,
+            lr,
+            train_loss: self.mean(self.total),
+            train_loc: detection.then(|| self.mean(self.loc)),
+            train_conf: detection.then(|| self.mean(self.conf)),
+            images_per_s: self.images as f64 / secs,
+            ..Default::default()
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! Checkpoints on the bundled WIDER-format sample: a run killed and resumed ends with the same
+//! weights as one that was not, and bad checkpoints are clear errors. In a test binary of its
+//! own: two trainings running at once in one process are not bit-reproducible (shared state in
+//! burn's device/autodiff runtime), so nothing else may train beside it.
+
+mod common;
+
+use std::path::Path;
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::prelude::Tensor;
+use train::Config;
+use train::net::Net;
+use common::{config, tmp};
+use train::trainer::{self, LAST, RunOptions};
+
+/// The tests here train; they take turns (see the header).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Every float tensor of a module (parameters and BatchNorm statistics) as bits, in visiting
+/// order. (Record bytes would not do: loading gives the running statistics fresh ids.)
+struct Values(Vec<u32>);
+
+impl ModuleVisitor for Values {
+    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+        self.0.extend(p.val().into_data().iter::<f32>().map(f32::to_bits));
+    }
+}
+
+fn values(net: &Net) -> Vec<u32> {
+    let mut v = Values(Vec::new());
+    net.visit(&mut v);
+    v.0
+}
+
+fn weights(cfg: &Config, ckpt: &Path) -> Vec<u32> {
+    let device = train::backend::device(&cfg.train.backend).unwrap();
+    let (_, net) = trainer::build_model(cfg, &device).unwrap();
+    let (_, net, _) = trainer::load_checkpoint(ckpt, cfg, net, None).unwrap();
+    values(&net)
+}
+
+#[test]
+fn a_resumed_run_ends_bit_identical_to_an_uninterrupted_one() {
+    let _turn = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    for backend in ["flex", "ndarray"] {
+        // 2 images per batch of the 4 photos: 2 steps an epoch, 3 epochs.
+        let (whole, cut) = (tmp(&format!("whole-{backend}")), tmp(&format!("cut-{backend}")));
+        let mut a = config(&whole, backend, 3);
+        a.train.batch_size = 2;
+        let mut b = config(&cut, backend, 3);
+        b.train.batch_size = 2;
+        let quiet = RunOptions { quiet: true, ..Default::default() };
+        trainer::train(&a, &quiet).unwrap();
+        // Killed after 3 steps (mid-epoch), then twice more after 1 step, then to the end.
+        trainer::train(&b, &RunOptions { stop_after: Some(3), ..quiet.clone() }).unwrap();
+        for _ in 0..2 {
+            trainer::train(&b, &RunOptions { resume: true, stop_after: Some(1), ..quiet.clone() }).unwrap();
+        }
+        let s = trainer::train(&b, &RunOptions { resume: true, ..quiet.clone() }).unwrap();
+        assert_eq!(s.steps, 6);
+        let (wa, wb) = (weights(&a, &whole.join(LAST)), weights(&b, &cut.join(LAST)));
+        assert!(wa == wb, "{backend}: resumed weights differ from the uninterrupted run");
+        // The weights did move (so equality is not vacuous).
+        let (_, fresh) = trainer::build_model(&a, &train::backend::device(backend).unwrap()).unwrap();
+        assert!(values(&fresh) != wa);
+        std::fs::remove_dir_all(&whole).ok();
+        std::fs::remove_dir_all(&cut).ok();
+    }
+}
+
+#[test]
+fn checkpoints_of_another_model_or_cut_short_are_clear_errors() {
+    let _turn = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let out = tmp("errs");
+    let cfg = config(&out, "flex", 1);
+    trainer::train(&cfg, &RunOptions { quiet: true, stop_after: Some(1), ..Default::default() }).unwrap();
+    let mut other = cfg.clone();
+    other.model.name = "face_qvga".into();
+    let device = train::backend::device("flex").unwrap();
+    let (_, net) = trainer::build_model(&other, &device).unwrap();
+    let e = trainer::load_checkpoint(&out.join(LAST), &other, net, None).err().unwrap().to_string();
+    assert!(e.contains("face_m4") && e.contains("face_qvga"), "{e}");
+    let bytes = std::fs::read(out.join(LAST)).unwrap();
+    std::fs::write(out.join("cut.ckpt"), &bytes[..bytes.len() / 2]).unwrap();
+    let (_, net) = trainer::build_model(&cfg, &device).unwrap();
+    let e = trainer::load_checkpoint(&out.join("cut.ckpt"), &cfg, net, None).err().unwrap().to_string();
+    assert!(e.contains("cut.ckpt") && e.contains("corrupt"), "{e}");
+    let Net::Face(_) = trainer::build_model(&cfg, &device).unwrap().1 else { panic!("not a face model") };
+    std::fs::remove_dir_all(&out).ok();
+}
+

@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""PyTorch twin of `cargo bench -p train --bench train_step`: one training step (forward, loss,
+backward, SGD momentum 0.9) of RNNPool-Face-M4 (batch 8 x 1x320x320, S3FD multibox loss with
+matching and 3:1 hard negative mining on the same fixed faces) and of the VWW
+MobileNetV2-0.35x-RNNPool (batch 16 x 3x224x224, cross-entropy). Median ms over steps.
+
+  python3 scripts/bench_train_step.py --threads 2 --steps 10 [--case face_m4|vww]
+
+The RNNPool layer is ../shared/bench/torch_rnnpool.py's (checked against the fixtures); the
+rest follows EdgeML's RPool_Face_M4.py and model_mobilenet_rnnpool.py. Needs torch.
+"""
+import argparse, json, math, os, sys, time
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../../shared/bench"))
+from torch_rnnpool import RNNPoolLayer  # noqa: E402
+
+
+def cbr(cin, cout, k=3, s=1, g=1):
+    return nn.Sequential(nn.Conv2d(cin, cout, k, s, (k - 1) // 2, groups=g, bias=False), nn.BatchNorm2d(cout), nn.ReLU6())
+
+
+class IR(nn.Module):
+    def __init__(self, cin, cout, s, t):
+        super().__init__()
+        h = cin * t
+        layers = ([cbr(cin, h, 1)] if t != 1 else []) + [cbr(h, h, 3, s, h), nn.Conv2d(h, cout, 1, bias=False), nn.BatchNorm2d(cout)]
+        self.conv, self.res = nn.Sequential(*layers), s == 1 and cin == cout
+
+    def forward(self, x):
+        return x + self.conv(x) if self.res else self.conv(x)
+
+
+class L2Norm(nn.Module):
+    def __init__(self, c, scale):
+        super().__init__()
+        self.w = nn.Parameter(torch.full((c,), float(scale)))
+
+    def forward(self, x):
+        return x / (x.pow(2).sum(1, keepdim=True).sqrt() + 1e-10) * self.w.view(1, -1, 1, 1)
+
+
+def rnnpool_map(layer, x):
+    out = layer(x)  # [B, 4*h2, Ho, Wo]; replicate the last row and column as the face models do
+    return F.pad(out, (0, 1, 0, 1), mode="replicate")
+
+
+class FaceM4(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = cbr(1, 4, 3, 2)
+        self.rnn = RNNPoolLayer(4, 8, 4, 16, 16)
+        self.mob = nn.ModuleList([IR(64, 32, 1, 2), IR(32, 32, 1, 2), IR(32, 64, 2, 2), IR(64, 64, 1, 2)])
+        self.norms = nn.ModuleList([L2Norm(32, 10), L2Norm(32, 8), L2Norm(64, 5)])
+        chans = [32, 32, 64, 64]
+        self.loc = nn.ModuleList([nn.Conv2d(c, 4, 3, 1, 1) for c in chans])
+        self.conf = nn.ModuleList([nn.Conv2d(c, 4 if i == 0 else 2, 3, 1, 1) for i, c in enumerate(chans)])
+
+    def forward(self, x):
+        h = rnnpool_map(self.rnn, self.conv(x))
+        locs, confs, maps = [], [], []
+        for i, m in enumerate(self.mob):
+            h = m(h)
+            s = self.norms[i](h) if i < 3 else h
+            l, c = self.loc[i](s), self.conf[i](s)
+            if i == 0:
+                c = torch.cat([c[:, :3].max(1, keepdim=True)[0], c[:, 3:]], 1)
+            maps.append(l.shape[2:])
+            locs.append(l.permute(0, 2, 3, 1).reshape(x.shape[0], -1))
+            confs.append(c.permute(0, 2, 3, 1).reshape(x.shape[0], -1))
+        return torch.cat(locs, 1).view(x.shape[0], -1, 4), torch.cat(confs, 1).view(x.shape[0], -1, 2), maps
+
+
+def priors(img, maps, steps=(8, 8, 16, 16), anchors=(8, 16, 32, 48)):
+    out = []
+    for (fh, fw), st, a in zip(maps, steps, anchors):
+        for i in range(fh):
+            for j in range(fw):
+                out.append([(j + 0.5) * st / img, (i + 0.5) * st / img, a / img, a / img])
+    return torch.tensor(out)
+
+
+def iou(a, b):
+    lt, rb = torch.max(a[:, None, :2], b[None, :, :2]), torch.min(a[:, None, 2:], b[None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(2)
+    area = lambda t: (t[:, 2] - t[:, 0]) * (t[:, 3] - t[:, 1])
+    return inter / (area(a)[:, None] + area(b)[None] - inter)
+
+
+def match(truths, pri):
+    pf = torch.cat([pri[:, :2] - pri[:, 2:] / 2, pri[:, :2] + pri[:, 2:] / 2], 1)
+    ov = iou(truths, pf)
+    bp_ov, bp = ov.max(1)
+    bt_ov, bt = ov.max(0)
+    bt_ov.index_fill_(0, bp, 2)
+    for j in range(bp.size(0)):
+        bt[bp[j]] = j
+    conf = (bt_ov >= 0.35).long()
+    n = (int((bp_ov >= 0.35).sum()) + int((bp_ov >= 0.5).sum())) // 2
+    cand = bt_ov.clone()
+    cand[~((bt_ov > 0.1) & (bt_ov < 0.35))] = 0
+    so, si = cand.sort(descending=True)
+    n = min(n, int((so[:n] > 0.1).sum()))
+    conf[si[:n]] = 1
+    m = truths[bt]
+    g_c = ((m[:, :2] + m[:, 2:]) / 2 - pri[:, :2]) / (0.1 * pri[:, 2:])
+    g_wh = torch.log((m[:, 2:] - m[:, :2]) / pri[:, 2:]) / 0.2
+    return torch.cat([g_c, g_wh], 1), conf
+
+
+def multibox(loc, conf, pri, faces):
+    tl, tc = zip(*[match(f, pri) for f in faces])
+    tl, tc = torch.stack(tl), torch.stack(tc)
+    pos = tc > 0
+    loss_l = F.smooth_l1_loss(loc[pos], tl[pos], reduction="sum")
+    ce = F.cross_entropy(conf.reshape(-1, 2), tc.reshape(-1), reduction="none").view(tc.shape)
+    mine = ce.detach().clone()
+    mine[pos] = 0
+    _, idx = mine.sort(1, descending=True)
+    _, rank = idx.sort(1)
+    num_neg = torch.clamp(3 * pos.long().sum(1, keepdim=True), max=pos.size(1) - 1)
+    neg = rank < num_neg
+    loss_c = ce[pos | neg].sum()
+    n = max(int(pos.sum()), 1)
+    return (loss_l + loss_c) / n
+
+
+class VWW(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.init = cbr(3, 8, 3, 2)
+        self.rnn = RNNPoolLayer(8, 6, 4, 8, 8)
+        cfg, cin, layers = [(6, 24, 4, 2), (6, 32, 3, 1), (6, 56, 3, 2), (6, 112, 1, 1)], 32, []
+        for t, c, n, s in cfg:
+            for i in range(n):
+                layers.append(IR(cin, c, s if i == 0 else 1, t))
+                cin = c
+        self.features = nn.Sequential(*layers, cbr(cin, 320, 1))
+        self.fc = nn.Linear(320, 2)
+
+    def forward(self, x):
+        h = self.features(rnnpool_map(self.rnn, self.init(x)))
+        return self.fc(h.mean((2, 3)))
+
+
+def bench(case, steps):
+    if case == "face_m4":
+        model, batch = FaceM4(), 8
+        faces = [torch.tensor([[0.1 + 0.02 * i, 0.1, 0.15 + 0.02 * i, 0.16], [0.4, 0.3 + 0.02 * i, 0.5, 0.42 + 0.02 * i], [0.6, 0.6, 0.85, 0.9]]) for i in range(batch)]
+    else:
+        model, batch = VWW(), 16
+        labels = torch.arange(batch) % 2
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    times = []
+    for _ in range(steps + 1):
+        x = torch.randn(batch, 1, 320, 320) * 60 if case == "face_m4" else torch.randn(batch, 3, 224, 224)
+        t0 = time.perf_counter()
+        if case == "face_m4":
+            loc, conf, maps = model(x)
+            loss = multibox(loc, conf, priors(320, maps), faces)
+        else:
+            loss = F.cross_entropy(model(x), labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    times = sorted(times[1:])
+    ms = times[len(times) // 2] * 1e3
+    return {"case": case, "framework": "pytorch", "threads": torch.get_num_threads(), "batch": batch, "median_ms": round(ms, 1), "images_per_s": round(batch * 1e3 / ms, 1)}
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--case", default="all")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    for c in ["face_m4", "vww"]:
+        if a.case in ("all", c):
+            print(json.dumps(bench(c, a.steps)))
