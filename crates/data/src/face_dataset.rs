@@ -27,36 +27,63 @@ pub struct FaceItem {
     pub boxes: Vec<[f32; 4]>,
 }
 
-/// How a face sample is made: the original's training augmentation or its plain evaluation
-/// resize, for the QVGA monochrome models (320x320 grey: RNNPool-Face-M4, -QVGA-monochrome) or
-/// the VGA RGB ones (640x640: RNNPool-Face-C, -Quant).
+/// How a face sample is made, for the QVGA monochrome models (320x320 grey: RNNPool-Face-M4,
+/// -QVGA-monochrome) or the VGA RGB ones (640x640: RNNPool-Face-C, -Quant): the original's
+/// training augmentation, a plain resize to the training square, or the original's test input
+/// (aspect kept, shrunk to at most 320x240 pixels for QVGA as `scut_test.py`, 1700x1200 for VGA
+/// as `wider_test.py`; samples then differ in size, so batch them one at a time).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FacePipeline {
     QvgaTrain,
     QvgaEval,
+    QvgaTest,
     VgaTrain,
     VgaEval,
+    VgaTest,
 }
 
+/// The test-time pixel budgets: `shrink = min(1, sqrt(budget / (h * w)))`.
+pub const QVGA_TEST_PIXELS: f64 = 320.0 * 240.0;
+pub const VGA_TEST_PIXELS: f64 = 1700.0 * 1200.0;
+
 impl FacePipeline {
-    /// `[channels, side, side]` of the samples it makes.
-    pub fn shape(self) -> [usize; 3] {
+    pub fn channels(self) -> usize {
         match self {
-            Self::QvgaTrain | Self::QvgaEval => [1, QVGA_TRAIN_SIDE as usize, QVGA_TRAIN_SIDE as usize],
-            Self::VgaTrain | Self::VgaEval => [3, VGA_TRAIN_SIDE as usize, VGA_TRAIN_SIDE as usize],
+            Self::QvgaTrain | Self::QvgaEval | Self::QvgaTest => 1,
+            _ => 3,
+        }
+    }
+
+    /// `[channels, side, side]` of the samples, `None` for the test inputs (their own size).
+    pub fn shape(self) -> Option<[usize; 3]> {
+        match self {
+            Self::QvgaTrain | Self::QvgaEval => Some([1, QVGA_TRAIN_SIDE as usize, QVGA_TRAIN_SIDE as usize]),
+            Self::VgaTrain | Self::VgaEval => Some([3, VGA_TRAIN_SIDE as usize, VGA_TRAIN_SIDE as usize]),
+            Self::QvgaTest | Self::VgaTest => None,
         }
     }
 
     /// Augments (or resizes) one image and normalises it as the model expects.
     pub fn apply(self, img: &image::RgbImage, boxes: &[crate::wider::FaceBox], rng: &mut AugRng) -> FaceItem {
-        let [channels, side, _] = self.shape();
         let (img, boxes) = match self {
             Self::QvgaTrain => qvga_train(img, boxes, rng),
             Self::VgaTrain => vga_train(img, boxes, rng),
-            Self::QvgaEval | Self::VgaEval => geometry::resize(img, boxes, side as u32, side as u32, FilterType::Triangle),
+            Self::QvgaEval | Self::VgaEval => {
+                let side = if self == Self::QvgaEval { QVGA_TRAIN_SIDE } else { VGA_TRAIN_SIDE };
+                geometry::resize(img, boxes, side, side, FilterType::Triangle)
+            }
+            Self::QvgaTest | Self::VgaTest => {
+                let budget = if self == Self::QvgaTest { QVGA_TEST_PIXELS } else { VGA_TEST_PIXELS };
+                let (w, h) = (img.width() as f64, img.height() as f64);
+                let s = (budget / (w * h)).sqrt().min(1.0);
+                let (nw, nh) = (((w * s).round() as u32).max(1), ((h * s).round() as u32).max(1));
+                geometry::resize(img, boxes, nw, nh, FilterType::Triangle)
+            }
         };
+        let channels = self.channels();
         let image = if channels == 1 { normalize_gray(&img) } else { normalize_rgb(&img) };
-        FaceItem { image, shape: self.shape(), boxes: normalized_boxes(&boxes, img.width(), img.height()) }
+        let shape = [channels, img.height() as usize, img.width() as usize];
+        FaceItem { image, shape, boxes: normalized_boxes(&boxes, img.width(), img.height()) }
     }
 }
 
@@ -205,12 +232,27 @@ mod tests {
         for p in [FacePipeline::VgaTrain, FacePipeline::VgaEval, FacePipeline::QvgaEval] {
             let ds = FaceDataset::new(list.clone(), p, 1, &root()).unwrap();
             let item = ds.get(0).unwrap();
-            assert_eq!(item.shape, p.shape());
-            assert_eq!(item.image.len(), p.shape().iter().product::<usize>());
+            assert_eq!(Some(item.shape), p.shape());
+            assert_eq!(item.image.len(), item.shape.iter().product::<usize>());
             if p != FacePipeline::VgaTrain {
                 // A plain resize keeps every face, normalised.
                 assert_eq!(item.boxes.len(), ds.images()[0].boxes.len());
             }
+        }
+    }
+
+    #[test]
+    fn test_inputs_keep_the_aspect_within_the_pixel_budget() {
+        let list = WiderFace::new(root()).split("val").unwrap();
+        let ds = FaceDataset::new(list, FacePipeline::QvgaTest, 0, &root()).unwrap();
+        for i in 0..ds.len() {
+            let item = ds.get(i).unwrap();
+            let (w, h) = image::image_dimensions(&ds.images()[i].image).unwrap();
+            let [c, th, tw] = item.shape;
+            assert_eq!(c, 1);
+            assert!((th * tw) as f64 <= QVGA_TEST_PIXELS * 1.01, "{th}x{tw}");
+            let (a, b) = (w as f64 / h as f64, tw as f64 / th as f64);
+            assert!((a - b).abs() < 0.02, "aspect {a} -> {b}");
         }
     }
 

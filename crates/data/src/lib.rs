@@ -12,8 +12,10 @@ pub mod face_dataset;
 pub mod fashion_mnist;
 pub mod image_io;
 pub mod imagenet;
+pub mod matlab;
 pub mod scut;
 pub mod vww;
 pub mod wider;
+pub mod wider_eval;
 
 pub use error::DataError;

@@ -103,6 +103,12 @@ impl Default for TrainSection {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct EvalSection {
+    /// Face evaluation input: `test` (the original's: aspect kept, shrunk to a pixel budget of
+    /// 320x240 for QVGA models, 1700x1200 for VGA ones, one image at a time) or `square` (the
+    /// training square, batched).
+    pub input: String,
+    /// Faces: also the original's multi-scale + mirror test with box voting (slow).
+    pub multiscale: bool,
     /// Face score threshold; `None`: the model's (0.05 QVGA, 0.01 VGA).
     pub conf_thresh: Option<f32>,
     pub nms_iou: f32,
@@ -112,7 +118,7 @@ pub struct EvalSection {
 
 impl Default for EvalSection {
     fn default() -> Self {
-        Self { conf_thresh: None, nms_iou: 0.3, top_k: 5000, keep: 750 }
+        Self { input: "test".into(), multiscale: false, conf_thresh: None, nms_iou: 0.3, top_k: 5000, keep: 750 }
     }
 }
 
@@ -186,6 +192,9 @@ impl Config {
         }
         if !matches!(t.backend.as_str(), "flex" | "ndarray" | "wgpu") {
             return bad("train.backend", format!("`{}`: expected flex, ndarray or wgpu", t.backend));
+        }
+        if !matches!(self.eval.input.as_str(), "test" | "square") {
+            return bad("eval.input", format!("`{}`: expected test or square", self.eval.input));
         }
         if crate::net::ModelKind::parse(&self.model.name).is_none() {
             return bad("model.name", format!("unknown model `{}`; see configs/README.md", self.model.name));

@@ -44,8 +44,15 @@ pub fn train_pipeline(qvga: bool, augment: bool) -> FacePipeline {
     }
 }
 
-pub fn eval_pipeline(qvga: bool) -> FacePipeline {
-    if qvga { FacePipeline::QvgaEval } else { FacePipeline::VgaEval }
+/// The evaluation input `eval.input` names: `square` (the training square) or `test` (the
+/// original's aspect-keeping shrink).
+pub fn eval_pipeline(qvga: bool, input: &str) -> FacePipeline {
+    match (qvga, input) {
+        (true, "square") => FacePipeline::QvgaEval,
+        (false, "square") => FacePipeline::VgaEval,
+        (true, _) => FacePipeline::QvgaTest,
+        (false, _) => FacePipeline::VgaTest,
+    }
 }
 
 pub fn detect_config(cfg: &Config, qvga: bool) -> DetectConfig {
@@ -87,7 +94,8 @@ pub struct FaceEval {
 }
 
 pub fn evaluate(model: &FaceDetector, ds: &FaceDataset, batch: usize, cfg: DetectConfig, device: &Device) -> Result<FaceEval, TrainError> {
-    let mut images = Vec::with_capacity(ds.len());
+    // Test inputs differ in size: one at a time.
+    let batch = if ds.pipeline().shape().is_none() { 1 } else { batch };
     let (mut loss_sum, mut batches) = (0.0, 0usize);
     let mut all = Vec::with_capacity(ds.len());
     for start in (0..ds.len()).step_by(batch.max(1)) {
@@ -101,23 +109,21 @@ pub fn evaluate(model: &FaceDetector, ds: &FaceDataset, batch: usize, cfg: Detec
         batches += 1;
         let loc: Vec<f32> = out.loc.into_data().iter::<f32>().collect();
         let conf: Vec<f32> = out.conf.into_data().iter::<f32>().collect();
-        for (k, &i) in idx.iter().enumerate().take(n) {
-            let dets = detect(&loc[k * p * 4..(k + 1) * p * 4], &conf[k * p * 2..(k + 1) * p * 2], &priors, cfg);
-            let a = &ds.images()[i];
-            let (w, h) = image::image_dimensions(&a.image).map_err(|e| TrainError::Dataset(format!("{}: {e}", a.image.display())))?;
-            let gt = GroundTruth {
-                boxes: a.boxes.iter().map(|f| [f.x1 / w as f32, f.y1 / h as f32, f.x2 / w as f32, f.y2 / h as f32]).collect(),
-                keep: a.boxes.iter().map(|f| !f.invalid).collect(),
-            };
-            all.push(dets.clone());
-            images.push((dets, gt));
+        for k in 0..n {
+            all.push(detect(&loc[k * p * 4..(k + 1) * p * 4], &conf[k * p * 2..(k + 1) * p * 2], &priors, cfg));
         }
     }
+    let images: Vec<(Vec<Detection>, GroundTruth)> = all.iter().cloned().zip(ground_truths(ds)?).collect();
     Ok(FaceEval { loss: loss_sum / batches.max(1) as f64, ap: average_precision(&images), detections: all })
 }
 
 /// Face detection training on a WIDER FACE or SCUT-HEAD split.
 pub struct FaceTask {
+    /// Evaluate with the multi-scale + mirror test instead of the single input.
+    pub multiscale: bool,
+    pub qvga: bool,
+    /// `eval_tools/ground_truth` of a WIDER FACE tree whose `val` split is evaluated.
+    pub wider_gt: Option<std::path::PathBuf>,
     pub train: FaceDataset,
     pub val: FaceDataset,
     pub detect: DetectConfig,
@@ -132,9 +138,14 @@ impl FaceTask {
             Ok(FaceDataset::new(face_list(&cfg.data, split)?, pipeline, cfg.train.seed, &cfg.data.root)?
                 .with_skip_bad(cfg.data.skip_bad))
         };
+        let gt = cfg.data.root.join("eval_tools/ground_truth");
+        let official = cfg.data.kind == "wider" && cfg.data.val_split == "val" && gt.join("wider_face_val.mat").exists();
         Ok(Self {
+            multiscale: cfg.eval.multiscale,
+            qvga,
+            wider_gt: official.then_some(gt),
             train: make(&cfg.data.train_split, train_pipeline(qvga, cfg.data.augment))?,
-            val: make(&cfg.data.val_split, eval_pipeline(qvga))?,
+            val: make(&cfg.data.val_split, eval_pipeline(qvga, &cfg.eval.input))?,
             detect: detect_config(cfg, qvga),
             eval_batch: cfg.train.batch_size,
             loaders: loader_pool(cfg.train.workers)?,
@@ -170,7 +181,164 @@ impl Task for FaceTask {
     }
 
     fn evaluate(&self, net: &Net) -> Result<Evaluation, TrainError> {
-        let r = evaluate(face_model(net)?, &self.val, self.eval_batch, self.detect, &self.device)?;
-        Ok(Evaluation { loss: r.loss, ap: Some(r.ap), ..Default::default() })
+        let model = face_model(net)?;
+        let mut r = evaluate(model, &self.val, self.eval_batch, self.detect, &self.device)?;
+        if self.multiscale {
+            r.detections = multiscale_detections(model, &self.val, self.qvga, self.detect, &self.device)?;
+            r.ap = average_precision(&ground_truths(&self.val)?.into_iter().zip(&r.detections).map(|(g, d)| (d.clone(), g)).collect::<Vec<_>>());
+        }
+        let ap_settings = match &self.wider_gt {
+            Some(dir) => Some(settings_ap(dir, &self.val, &r.detections)?),
+            None => None,
+        };
+        Ok(Evaluation { loss: r.loss, ap: Some(r.ap), ap_settings, ..Default::default() })
+    }
+}
+
+/// Each image's faces as normalised ground truth (`invalid` faces ignored).
+pub fn ground_truths(ds: &FaceDataset) -> Result<Vec<GroundTruth>, TrainError> {
+    ds.images()
+        .iter()
+        .map(|a| {
+            let (w, h) = image::image_dimensions(&a.image).map_err(|e| TrainError::Dataset(format!("{}: {e}", a.image.display())))?;
+            let (w, h) = (w as f32, h as f32);
+            Ok(GroundTruth {
+                boxes: a.boxes.iter().map(|f| [f.x1 / w, f.y1 / h, f.x2 / w, f.y2 / h]).collect(),
+                keep: a.boxes.iter().map(|f| !f.invalid).collect(),
+            })
+        })
+        .collect()
+}
+
+/// The multi-scale + mirror test with box voting on every image of `ds`; boxes normalised.
+pub fn multiscale_detections(
+    model: &FaceDetector,
+    ds: &FaceDataset,
+    qvga: bool,
+    cfg: DetectConfig,
+    device: &Device,
+) -> Result<Vec<Vec<Detection>>, TrainError> {
+    use data::face_dataset::{QVGA_TEST_PIXELS, VGA_TEST_PIXELS};
+    let budget = if qvga { QVGA_TEST_PIXELS } else { VGA_TEST_PIXELS };
+    let mut out = Vec::with_capacity(ds.len());
+    for a in ds.images() {
+        let img = data::image_io::load_rgb(&a.image)?;
+        let (w, h) = (img.width() as f32, img.height() as f32);
+        let mut failure = None;
+        let dets = crate::detection::multiscale::multiscale_detect((w * h) as f64, budget, cfg.keep, |scale, mirror| {
+            match detect_scaled(model, &img, qvga, scale, mirror, cfg, device) {
+                Ok(d) => d,
+                Err(e) => {
+                    failure.get_or_insert(e);
+                    Vec::new()
+                }
+            }
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        out.push(dets.into_iter().map(|d| Detection { bbox: [d.bbox[0] / w, d.bbox[1] / h, d.bbox[2] / w, d.bbox[3] / h], ..d }).collect());
+    }
+    Ok(out)
+}
+
+/// Detections (pixels of `img`) of `img` resized by `scale`, mirrored first when asked.
+fn detect_scaled(
+    model: &FaceDetector,
+    img: &image::RgbImage,
+    qvga: bool,
+    scale: f64,
+    mirror: bool,
+    cfg: DetectConfig,
+    device: &Device,
+) -> Result<Vec<Detection>, TrainError> {
+    let (w, h) = (img.width(), img.height());
+    let (sw, sh) = (((w as f64 * scale).round() as u32).max(8), ((h as f64 * scale).round() as u32).max(8));
+    let mut x = image::imageops::resize(img, sw, sh, image::imageops::FilterType::Triangle);
+    if mirror {
+        x = image::imageops::flip_horizontal(&x);
+    }
+    let (pixels, c) = if qvga {
+        (data::augment::face::normalize_gray(&x), 1)
+    } else {
+        (data::augment::face::normalize_rgb(&x), 3)
+    };
+    let input = Tensor::<4>::from_data(burn::tensor::TensorData::new(pixels, [1, c, sh as usize, sw as usize]), device);
+    let out = model.forward(input)?;
+    let priors = priors_host(out.priors);
+    let loc: Vec<f32> = out.loc.into_data().iter::<f32>().collect();
+    let conf: Vec<f32> = out.conf.into_data().iter::<f32>().collect();
+    let (fw, fh) = (w as f32, h as f32);
+    Ok(detect(&loc, &conf, &priors, cfg)
+        .into_iter()
+        .map(|d| {
+            let [x1, y1, x2, y2] = d.bbox;
+            let (x1, x2) = if mirror { (1.0 - x2, 1.0 - x1) } else { (x1, x2) };
+            Detection { bbox: [x1 * fw, y1 * fh, x2 * fw, y2 * fh], ..d }
+        })
+        .collect())
+}
+
+/// Easy / Medium / Hard AP of `detections` (normalised, one list per image of `val`) against the
+/// official ground truth in `dir`. Images the .mat lists but `val` lacks count as undetected.
+pub fn settings_ap(dir: &std::path::Path, val: &FaceDataset, detections: &[Vec<Detection>]) -> Result<[f64; 3], TrainError> {
+    let key = |p: &std::path::Path| {
+        let event = p.parent().and_then(|d| d.file_name()).map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let file = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        format!("{event}/{file}")
+    };
+    let mut by_image = std::collections::HashMap::new();
+    for (a, dets) in val.images().iter().zip(detections) {
+        let (w, h) = image::image_dimensions(&a.image).map_err(|e| TrainError::Dataset(format!("{}: {e}", a.image.display())))?;
+        by_image.insert(key(&a.image), (dets, w as f32, h as f32));
+    }
+    let mut out = [0.0; 3];
+    for (k, setting) in data::wider_eval::SETTINGS.iter().enumerate() {
+        let images: Vec<(Vec<Detection>, GroundTruth)> = data::wider_eval::load(dir, setting)?
+            .into_iter()
+            .map(|img| {
+                let (dets, w, h) = match by_image.get(&format!("{}/{}", img.event, img.file)) {
+                    Some((d, w, h)) => ((*d).clone(), *w, *h),
+                    None => (Vec::new(), 1.0, 1.0),
+                };
+                let boxes = img.boxes.iter().map(|b| [b[0] / w, b[1] / h, b[2] / w, b[3] / h]).collect();
+                (dets, GroundTruth { boxes, keep: img.keep })
+            })
+            .collect();
+        out[k] = average_precision(&images);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn easy_medium_hard_ap_of_the_bundled_samples_ground_truth() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/wider_sample");
+        let list = WiderFace::new(&root).split("val").unwrap();
+        let val = FaceDataset::new(list, FacePipeline::QvgaTest, 0, &root).unwrap();
+        let gt = root.join("eval_tools/ground_truth");
+        // Every face detected exactly: AP 1 in every setting.
+        let dets = |keep: &dyn Fn(&data::wider::FaceBox) -> bool| -> Vec<Vec<Detection>> {
+            val.images()
+                .iter()
+                .map(|a| {
+                    let (w, h) = image::image_dimensions(&a.image).unwrap();
+                    let (w, h) = (w as f32, h as f32);
+                    a.boxes
+                        .iter()
+                        .filter(|b| keep(b))
+                        .map(|b| Detection { bbox: [b.x1 / w, b.y1 / h, b.x2 / w, b.y2 / h], score: 0.9 })
+                        .collect()
+                })
+                .collect()
+        };
+        assert_eq!(settings_ap(&gt, &val, &dets(&|_| true)).unwrap(), [1.0, 1.0, 1.0]);
+        // Only the faces >= 50 px tall (the sample's Easy): Easy stays 1, Hard drops.
+        let [easy, medium, hard] = settings_ap(&gt, &val, &dets(&|b| b.height() >= 50.0)).unwrap();
+        assert_eq!(easy, 1.0);
+        assert!(medium < 1.0 && hard < medium, "{medium} {hard}");
     }
 }

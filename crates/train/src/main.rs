@@ -133,6 +133,9 @@ fn run_eval(args: EvalArgs) -> Result<()> {
         opt("top-1", e.top1),
         opt("top-5", e.top5)
     );
+    if let Some([easy, medium, hard]) = e.ap_settings {
+        println!("WIDER FACE AP (official ground truth): Easy {easy:.4}, Medium {medium:.4}, Hard {hard:.4}");
+    }
     Ok(())
 }
 
@@ -143,7 +146,7 @@ fn run_detect(args: DetectArgs) -> Result<()> {
     let (_, net, _) = trainer::load_checkpoint(&args.checkpoint, &cfg, net, None)?;
     let Net::Face(model) = net else { bail!("detect needs a face model") };
     let mut img = data::image_io::load_rgb(&args.image)?;
-    let pipeline = train::face_task::eval_pipeline(kind.is_qvga());
+    let pipeline = train::face_task::eval_pipeline(kind.is_qvga(), &cfg.eval.input);
     let item = pipeline.apply(&img, &[], &mut data::augment::AugRng::new(0));
     let x = burn::prelude::Tensor::<4>::from_data(
         burn::tensor::TensorData::new(item.image, [1, item.shape[0], item.shape[1], item.shape[2]]),

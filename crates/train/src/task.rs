@@ -17,6 +17,8 @@ pub struct StepLoss {
 pub struct Evaluation {
     pub loss: f64,
     pub ap: Option<f64>,
+    /// WIDER FACE Easy / Medium / Hard AP, when the official ground-truth .mat files are there.
+    pub ap_settings: Option<[f64; 3]>,
     pub top1: Option<f64>,
     pub top5: Option<f64>,
 }

@@ -176,7 +176,8 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<RunSummary, TrainError> 
     let last = out.join(LAST);
     if opts.resume && last.exists() {
         let (s, m, o) = load_checkpoint(&last, cfg, net, Some(optim))?;
-        (state, net, optim) = (s, m, o.ok_or_else(|| TrainError::Dataset("optimizer state missing".into()))?);
+        let record = |message: &str| TrainError::Record { path: last.clone(), message: message.into() };
+        (state, net, optim) = (s, m, o.ok_or_else(|| record("no optimizer state"))?);
         tracing::info!(step = state.step, path = %last.display(), "resumed");
     } else if opts.resume {
         tracing::warn!(path = %last.display(), "--resume: no checkpoint yet, starting from scratch");
@@ -227,7 +228,7 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<RunSummary, TrainError> 
             if epoch_no % t.eval_every == 0 || epoch_no == t.epochs {
                 let e = task.evaluate(&net.valid())?;
                 (row.val_loss, row.val_ap, row.val_top1, row.val_top5) = (Some(e.loss), e.ap, e.top1, e.top5);
-                tracing::info!(epoch = epoch_no, val_loss = e.loss, val_ap = ?e.ap, val_top1 = ?e.top1, "evaluated");
+                tracing::info!(epoch = epoch_no, val_loss = e.loss, val_ap = ?e.ap, easy_medium_hard = ?e.ap_settings, val_top1 = ?e.top1, "evaluated");
             }
             state.history.push(row.clone());
             metrics::write_all(&out, &state.history).map_err(TrainError::io(&out))?;

@@ -54,12 +54,14 @@ pub fn average_precision(images: &[(Vec<Detection>, GroundTruth)]) -> f64 {
     let mut faces = 0usize;
     for (preds, gt) in images {
         faces += gt.keep.iter().filter(|&&k| k).count();
+        // The official evaluation skips an image without ground truth or predictions (its
+        // faces still count).
+        if gt.boxes.is_empty() || preds.is_empty() {
+            continue;
+        }
         let mut preds: Vec<Detection> =
             preds.iter().map(|d| Detection { score: if hi > lo { (d.score - lo) / span } else { 1.0 }, ..*d }).collect();
         preds.sort_by(|a, b| b.score.total_cmp(&a.score));
-        if preds.is_empty() {
-            continue;
-        }
         let (recall, proposal) = image_eval(&preds, gt);
         for (t, row) in pr.iter_mut().enumerate() {
             let thresh = 1.0 - (t + 1) as f32 / THRESHOLDS as f32;

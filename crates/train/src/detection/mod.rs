@@ -5,4 +5,5 @@ pub mod ap;
 pub mod boxes;
 pub mod matcher;
 pub mod multibox;
+pub mod multiscale;
 pub mod nms;

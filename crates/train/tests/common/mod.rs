@@ -13,7 +13,7 @@ pub fn config(out: &Path, backend: &str, epochs: usize) -> Config {
     let text = format!(
         "[model]\nname = \"face_m4\"\n[data]\nkind = \"wider\"\nroot = \"{}\"\nval_split = \"train\"\naugment = false\n\
          [train]\nepochs = {epochs}\nbatch_size = 4\noptimizer = \"adam\"\nlr = 0.003\nweight_decay = 0.0\n\
-         warmup_epochs = 5\nseed = 0\ncheckpoint_every = 1\nbackend = \"{backend}\"\neval_every = {epochs}\n\
+         warmup_epochs = 5\nseed = 0\ncheckpoint_every = 1\nbackend = \"{backend}\"\neval_every = {epochs}\n[eval]\ninput = \"square\"\n\
          [output]\ndir = \"{}\"\n",
         sample().display(),
         out.display()

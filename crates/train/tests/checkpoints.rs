@@ -1,5 +1,6 @@
 //! Checkpoints on the bundled WIDER-format sample: a run killed and resumed ends with the same
-//! weights as one that was not, and bad checkpoints are clear errors. In a test binary of its
+//! weights as one that was not, bad checkpoints are clear errors, and an EdgeML PyTorch
+//! checkpoint is a starting point. In a test binary of its
 //! own: two trainings running at once in one process are not bit-reproducible (shared state in
 //! burn's device/autodiff runtime), so nothing else may train beside it.
 
@@ -90,3 +91,27 @@ fn checkpoints_of_another_model_or_cut_short_are_clear_errors() {
     std::fs::remove_dir_all(&out).ok();
 }
 
+
+#[test]
+fn an_edgeml_pytorch_checkpoint_is_a_starting_point() {
+    let _turn = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let fixtures = std::env::var_os("RNNPOOL_MODEL_FIXTURES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/models"));
+    let out = tmp("edgeml");
+    let mut cfg = config(&out, "flex", 1);
+    cfg.model.init = Some(fixtures.join("RPool_Face_M4.pth"));
+    let device = train::backend::device("flex").unwrap();
+    let (_, net) = trainer::build_model(&cfg, &device).unwrap();
+    let Net::Face(model) = net else { panic!("not a face model") };
+    let reference = rnnpool_core::StateDict::load(fixtures.join("RPool_Face_M4.safetensors")).unwrap();
+    let x: Tensor<4> = reference.get_any("input").unwrap().to_tensor(&device, burn::tensor::DType::F32);
+    let got: Vec<f32> = model.forward(x).unwrap().loc.into_data().iter::<f32>().collect();
+    let want = &reference.get_any("loc").unwrap().values;
+    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let err = got.iter().zip(want).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max) / scale;
+    assert!(err < 1e-5, "loc differs from the original's by {err:e}");
+    // And training goes on from it.
+    trainer::train(&cfg, &RunOptions { quiet: true, stop_after: Some(1), ..Default::default() }).unwrap();
+    std::fs::remove_dir_all(&out).ok();
+}
