@@ -6,6 +6,7 @@
 
 pub mod augment;
 pub mod class_dataset;
+pub mod draw;
 pub mod epoch_draw;
 pub mod error;
 pub mod face_dataset;

@@ -162,33 +162,13 @@ fn run_detect(args: DetectArgs) -> Result<()> {
         let b = [d.bbox[0] * w, d.bbox[1] * h, d.bbox[2] * w, d.bbox[3] * h];
         println!("{:.1} {:.1} {:.1} {:.1} {:.4}", b[0], b[1], b[2], b[3], d.score);
         if d.score >= 0.5 {
-            draw_box(&mut img, b);
+            data::draw::draw_box(&mut img, b, Rgb([0, 255, 0]), 2);
+            data::draw::draw_number(&mut img, b[0] as i64, b[1] as i64 - 12, &format!("{:.2}", d.score), Rgb([0, 255, 0]), 2);
         }
     }
     img.save(&args.out).with_context(|| format!("writing {}", args.out.display()))?;
     println!("{} detections ({} drawn at score >= 0.5) -> {}", dets.len(), dets.iter().filter(|d| d.score >= 0.5).count(), args.out.display());
     Ok(())
-}
-
-fn draw_box(img: &mut image::RgbImage, b: [f32; 4]) {
-    let (w, h) = (img.width() as i64, img.height() as i64);
-    let [x1, y1, x2, y2] = b.map(|v| v.round() as i64);
-    for t in 0..2 {
-        for x in x1..=x2 {
-            for y in [y1 + t, y2 - t] {
-                if (0..w).contains(&x) && (0..h).contains(&y) {
-                    img.put_pixel(x as u32, y as u32, Rgb([0, 255, 0]));
-                }
-            }
-        }
-        for y in y1..=y2 {
-            for x in [x1 + t, x2 - t] {
-                if (0..w).contains(&x) && (0..h).contains(&y) {
-                    img.put_pixel(x as u32, y as u32, Rgb([0, 255, 0]));
-                }
-            }
-        }
-    }
 }
 
 fn main() -> Result<()> {

@@ -11,26 +11,8 @@ use data::augment::AugRng;
 use data::augment::face::qvga_train;
 use data::augment::vga::vga_train;
 use data::image_io::load_rgb;
-use data::wider::{FaceBox, WiderFace};
-use image::{Rgb, RgbImage};
-
-fn draw(img: &mut RgbImage, b: &FaceBox) {
-    let (w, h) = (img.width() as i64, img.height() as i64);
-    let [x1, y1, x2, y2] = [b.x1, b.y1, b.x2 - 1.0, b.y2 - 1.0].map(|v| v.round() as i64);
-    let mut put = |x: i64, y: i64| {
-        if (0..w).contains(&x) && (0..h).contains(&y) {
-            img.put_pixel(x as u32, y as u32, Rgb([0, 255, 0]));
-        }
-    };
-    for x in x1..=x2 {
-        put(x, y1);
-        put(x, y2);
-    }
-    for y in y1..=y2 {
-        put(x1, y);
-        put(x2, y);
-    }
-}
+use data::wider::WiderFace;
+use image::Rgb;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut wider = PathBuf::from("datasets/wider_sample");
@@ -63,7 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for epoch in 0..epochs {
             let (mut sample, boxes) = augment(&img, &a.boxes, &mut AugRng::for_sample(seed, epoch, i as u64));
             for b in &boxes {
-                draw(&mut sample, b);
+                data::draw::draw_box(&mut sample, [b.x1, b.y1, b.x2, b.y2], Rgb([0, 255, 0]), 1);
             }
             let name = a.image.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
             let path = out.join(format!("{name}_e{epoch}.png"));
