@@ -86,10 +86,9 @@ pub fn batch_loss(model: &FaceDetector, batch: FaceBatch) -> Result<MultiboxLoss
     Ok(multibox_loss(out.loc, out.conf, &priors, &batch.boxes))
 }
 
-/// Validation loss and AP over the whole of `ds` (evaluation pipeline), in batches.
+/// Validation loss and each image's detections (normalised) over the whole of `ds`.
 pub struct FaceEval {
     pub loss: f64,
-    pub ap: f64,
     pub detections: Vec<Vec<Detection>>,
 }
 
@@ -113,8 +112,7 @@ pub fn evaluate(model: &FaceDetector, ds: &FaceDataset, batch: usize, cfg: Detec
             all.push(detect(&loc[k * p * 4..(k + 1) * p * 4], &conf[k * p * 2..(k + 1) * p * 2], &priors, cfg));
         }
     }
-    let images: Vec<(Vec<Detection>, GroundTruth)> = all.iter().cloned().zip(ground_truths(ds)?).collect();
-    Ok(FaceEval { loss: loss_sum / batches.max(1) as f64, ap: average_precision(&images), detections: all })
+    Ok(FaceEval { loss: loss_sum / batches.max(1) as f64, detections: all })
 }
 
 /// Face detection training on a WIDER FACE or SCUT-HEAD split.
@@ -126,6 +124,9 @@ pub struct FaceTask {
     pub wider_gt: Option<std::path::PathBuf>,
     pub train: FaceDataset,
     pub val: FaceDataset,
+    /// `(width, height)` of each validation image, read once.
+    val_sizes: Vec<(f32, f32)>,
+    val_truths: Vec<GroundTruth>,
     pub detect: DetectConfig,
     pub eval_batch: usize,
     loaders: rayon::ThreadPool,
@@ -140,12 +141,16 @@ impl FaceTask {
         };
         let gt = cfg.data.root.join("eval_tools/ground_truth");
         let official = cfg.data.kind == "wider" && cfg.data.val_split == "val" && gt.join("wider_face_val.mat").exists();
+        let val = make(&cfg.data.val_split, eval_pipeline(qvga, &cfg.eval.input))?;
+        let val_sizes = image_sizes(&val)?;
         Ok(Self {
             multiscale: cfg.eval.multiscale,
             qvga,
             wider_gt: official.then_some(gt),
             train: make(&cfg.data.train_split, train_pipeline(qvga, cfg.data.augment))?,
-            val: make(&cfg.data.val_split, eval_pipeline(qvga, &cfg.eval.input))?,
+            val_truths: ground_truths(&val, &val_sizes),
+            val_sizes,
+            val,
             detect: detect_config(cfg, qvga),
             eval_batch: cfg.train.batch_size,
             loaders: loader_pool(cfg.train.workers)?,
@@ -185,27 +190,37 @@ impl Task for FaceTask {
         let mut r = evaluate(model, &self.val, self.eval_batch, self.detect, &self.device)?;
         if self.multiscale {
             r.detections = multiscale_detections(model, &self.val, self.qvga, self.detect, &self.device)?;
-            r.ap = average_precision(&ground_truths(&self.val)?.into_iter().zip(&r.detections).map(|(g, d)| (d.clone(), g)).collect::<Vec<_>>());
         }
+        let images: Vec<(Vec<Detection>, GroundTruth)> =
+            r.detections.iter().cloned().zip(self.val_truths.iter().cloned()).collect();
         let ap_settings = match &self.wider_gt {
-            Some(dir) => Some(settings_ap(dir, &self.val, &r.detections)?),
+            Some(dir) => Some(settings_ap(dir, &self.val, &self.val_sizes, &r.detections)?),
             None => None,
         };
-        Ok(Evaluation { loss: r.loss, ap: Some(r.ap), ap_settings, ..Default::default() })
+        Ok(Evaluation { loss: r.loss, ap: Some(average_precision(&images)), ap_settings, ..Default::default() })
     }
 }
 
-/// Each image's faces as normalised ground truth (`invalid` faces ignored).
-pub fn ground_truths(ds: &FaceDataset) -> Result<Vec<GroundTruth>, TrainError> {
+/// `(width, height)` of each image of `ds`, from the file headers.
+pub fn image_sizes(ds: &FaceDataset) -> Result<Vec<(f32, f32)>, TrainError> {
     ds.images()
         .iter()
         .map(|a| {
             let (w, h) = image::image_dimensions(&a.image).map_err(|e| TrainError::Dataset(format!("{}: {e}", a.image.display())))?;
-            let (w, h) = (w as f32, h as f32);
-            Ok(GroundTruth {
-                boxes: a.boxes.iter().map(|f| [f.x1 / w, f.y1 / h, f.x2 / w, f.y2 / h]).collect(),
-                keep: a.boxes.iter().map(|f| !f.invalid).collect(),
-            })
+            Ok((w as f32, h as f32))
+        })
+        .collect()
+}
+
+/// Each image's faces as normalised ground truth (`invalid` faces ignored); `sizes` from
+/// [`image_sizes`].
+pub fn ground_truths(ds: &FaceDataset, sizes: &[(f32, f32)]) -> Vec<GroundTruth> {
+    ds.images()
+        .iter()
+        .zip(sizes)
+        .map(|(a, &(w, h))| GroundTruth {
+            boxes: a.boxes.iter().map(|f| [f.x1 / w, f.y1 / h, f.x2 / w, f.y2 / h]).collect(),
+            keep: a.boxes.iter().map(|f| !f.invalid).collect(),
         })
         .collect()
 }
@@ -242,6 +257,15 @@ pub fn multiscale_detections(
     Ok(out)
 }
 
+/// The detections (normalised) of one input `[1, c, h, w]`.
+pub fn detect_one(model: &FaceDetector, input: Tensor<4>, cfg: DetectConfig) -> Result<Vec<Detection>, TrainError> {
+    let out = model.forward(input)?;
+    let priors = priors_host(out.priors);
+    let loc: Vec<f32> = out.loc.into_data().iter::<f32>().collect();
+    let conf: Vec<f32> = out.conf.into_data().iter::<f32>().collect();
+    Ok(detect(&loc, &conf, &priors, cfg))
+}
+
 /// Detections (pixels of `img`) of `img` resized by `scale`, mirrored first when asked.
 fn detect_scaled(
     model: &FaceDetector,
@@ -264,12 +288,8 @@ fn detect_scaled(
         (data::augment::face::normalize_rgb(&x), 3)
     };
     let input = Tensor::<4>::from_data(burn::tensor::TensorData::new(pixels, [1, c, sh as usize, sw as usize]), device);
-    let out = model.forward(input)?;
-    let priors = priors_host(out.priors);
-    let loc: Vec<f32> = out.loc.into_data().iter::<f32>().collect();
-    let conf: Vec<f32> = out.conf.into_data().iter::<f32>().collect();
     let (fw, fh) = (w as f32, h as f32);
-    Ok(detect(&loc, &conf, &priors, cfg)
+    Ok(detect_one(model, input, cfg)?
         .into_iter()
         .map(|d| {
             let [x1, y1, x2, y2] = d.bbox;
@@ -281,16 +301,20 @@ fn detect_scaled(
 
 /// Easy / Medium / Hard AP of `detections` (normalised, one list per image of `val`) against the
 /// official ground truth in `dir`. Images the .mat lists but `val` lacks count as undetected.
-pub fn settings_ap(dir: &std::path::Path, val: &FaceDataset, detections: &[Vec<Detection>]) -> Result<[f64; 3], TrainError> {
+pub fn settings_ap(
+    dir: &std::path::Path,
+    val: &FaceDataset,
+    sizes: &[(f32, f32)],
+    detections: &[Vec<Detection>],
+) -> Result<[f64; 3], TrainError> {
     let key = |p: &std::path::Path| {
         let event = p.parent().and_then(|d| d.file_name()).map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let file = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         format!("{event}/{file}")
     };
     let mut by_image = std::collections::HashMap::new();
-    for (a, dets) in val.images().iter().zip(detections) {
-        let (w, h) = image::image_dimensions(&a.image).map_err(|e| TrainError::Dataset(format!("{}: {e}", a.image.display())))?;
-        by_image.insert(key(&a.image), (dets, w as f32, h as f32));
+    for ((a, dets), &(w, h)) in val.images().iter().zip(detections).zip(sizes) {
+        by_image.insert(key(&a.image), (dets, w, h));
     }
     let mut out = [0.0; 3];
     for (k, setting) in data::wider_eval::SETTINGS.iter().enumerate() {
@@ -335,9 +359,10 @@ mod tests {
                 })
                 .collect()
         };
-        assert_eq!(settings_ap(&gt, &val, &dets(&|_| true)).unwrap(), [1.0, 1.0, 1.0]);
+        let sizes = image_sizes(&val).unwrap();
+        assert_eq!(settings_ap(&gt, &val, &sizes, &dets(&|_| true)).unwrap(), [1.0, 1.0, 1.0]);
         // Only the faces >= 50 px tall (the sample's Easy): Easy stays 1, Hard drops.
-        let [easy, medium, hard] = settings_ap(&gt, &val, &dets(&|b| b.height() >= 50.0)).unwrap();
+        let [easy, medium, hard] = settings_ap(&gt, &val, &sizes, &dets(&|b| b.height() >= 50.0)).unwrap();
         assert_eq!(easy, 1.0);
         assert!(medium < 1.0 && hard < medium, "{medium} {hard}");
     }

@@ -152,11 +152,7 @@ fn run_detect(args: DetectArgs) -> Result<()> {
         burn::tensor::TensorData::new(item.image, [1, item.shape[0], item.shape[1], item.shape[2]]),
         &device,
     );
-    let out = model.forward(x)?;
-    let priors = train::face_task::priors_host(out.priors);
-    let loc: Vec<f32> = out.loc.into_data().iter::<f32>().collect();
-    let conf: Vec<f32> = out.conf.into_data().iter::<f32>().collect();
-    let dets = train::detection::nms::detect(&loc, &conf, &priors, train::face_task::detect_config(&cfg, kind.is_qvga()));
+    let dets = train::face_task::detect_one(&model, x, train::face_task::detect_config(&cfg, kind.is_qvga()))?;
     let (w, h) = (img.width() as f32, img.height() as f32);
     for d in &dets {
         let b = [d.bbox[0] * w, d.bbox[1] * h, d.bbox[2] * w, d.bbox[3] * h];

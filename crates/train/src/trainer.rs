@@ -193,18 +193,23 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<RunSummary, TrainError> 
     let mut sums = LossSums::default();
     let mut epoch_start = Instant::now();
     let mut steps_here = 0usize;
+    let mut order: Option<(usize, Vec<usize>)> = None;
     while state.step < total {
         if opts.stop_after.is_some_and(|k| steps_here >= k) {
             break;
         }
         let epoch = state.step / steps_per_epoch;
         let in_epoch = state.step % steps_per_epoch;
-        task.set_epoch(epoch as u64);
-        let order = epoch_order(n, t.seed, epoch);
+        // The order and the augmentation epoch change once per epoch, not per step.
+        if order.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            task.set_epoch(epoch as u64);
+            order = Some((epoch, epoch_order(n, t.seed, epoch)));
+        }
+        let samples = order.as_ref().map(|(_, o)| o.as_slice()).unwrap_or_default();
         bar.set_prefix(format!("{}/{}", epoch + 1, t.epochs));
         let lr = schedule.lr(state.step);
         let mut grads = GradientsAccumulator::<Net>::new();
-        for micro in order[in_epoch * per_step..((in_epoch + 1) * per_step).min(n)].chunks(t.batch_size) {
+        for micro in samples[in_epoch * per_step..((in_epoch + 1) * per_step).min(n)].chunks(t.batch_size) {
             let loss = task.loss(&net, micro)?;
             sums.add(&loss, micro.len());
             let scaled = loss.total / t.accumulation as f64;
@@ -259,8 +264,9 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<RunSummary, TrainError> 
 #[derive(Default)]
 struct LossSums {
     total: f64,
-    loc: f64,
-    conf: f64,
+    /// Detection only: the localisation and classification parts.
+    loc: Option<f64>,
+    conf: Option<f64>,
     batches: usize,
     images: usize,
 }
@@ -268,8 +274,9 @@ struct LossSums {
 impl LossSums {
     fn add(&mut self, loss: &StepLoss, images: usize) {
         self.total += loss.total.clone().into_scalar::<f32>() as f64;
-        self.loc += loss.loc.unwrap_or(0.0);
-        self.conf += loss.conf.unwrap_or(0.0);
+        let add = |sum: Option<f64>, part: Option<f64>| part.map(|p| sum.unwrap_or(0.0) + p).or(sum);
+        self.loc = add(self.loc, loss.loc);
+        self.conf = add(self.conf, loss.conf);
         self.batches += 1;
         self.images += images;
     }
@@ -283,14 +290,13 @@ impl LossSums {
     }
 
     fn row(&self, epoch: usize, step: usize, lr: f64, secs: f64) -> EpochMetrics {
-        let detection = self.loc != 0.0 || self.conf != 0.0;
         EpochMetrics {
             epoch,
             step,
             lr,
             train_loss: self.mean(self.total),
-            train_loc: detection.then(|| self.mean(self.loc)),
-            train_conf: detection.then(|| self.mean(self.conf)),
+            train_loc: self.loc.map(|v| self.mean(v)),
+            train_conf: self.conf.map(|v| self.mean(v)),
             images_per_s: self.images as f64 / secs,
             ..Default::default()
         }
