@@ -1,0 +1,106 @@
+/* rnnpool-rs C runtime: int8 kernels for the exported RNNPool models (C99, no malloc).
+   Feature maps are HWC int8 with a per-tensor zero point; weights are int8 per output channel
+   (convolutions) or int16 with power-of-two scales (FastGRNN cells). Each kernel lives in its
+   own file under src/, named after its data types as in CMSIS-NN. */
+#ifndef RP_NN_H
+#define RP_NN_H
+
+#include <stdint.h>
+
+/* A convolution with BatchNorm folded in; ReLU6 is the clamp to [act_min, act_max]. */
+typedef struct {
+  uint16_t in_h, in_w, in_c, out_h, out_w, out_c;
+  uint8_t kernel, stride, pad;
+  int32_t in_offset, out_offset, act_min, act_max;
+  const int8_t *weight;  /* [out_c][k][k][in_c], or [c][k][k] when depthwise */
+  const int32_t *bias, *mult, *shift;
+} rp_conv_s8_params;
+
+/* TFLite's int8 addition of two maps with their own scales. */
+typedef struct {
+  int32_t in1_offset, in2_offset, in1_mult, in1_shift, in2_mult, in2_shift, out_mult, out_shift, out_offset;
+} rp_add_s8_params;
+
+/* MobileNetV2's block; expand is NULL when the expansion ratio is 1, add is NULL without skip. */
+typedef struct {
+  const rp_conv_s8_params *expand, *depthwise, *project;
+  const rp_add_s8_params *add;
+} rp_inverted_residual_s8_params;
+
+/* A FastGRNN cell: W [hidden][input] = real * 2^w_exp, U [hidden][hidden] = real * 2^u_exp,
+   biases in Q12, sigmoid(zeta) and sigmoid(nu) in Q15. An int8 input is requantised into Q12 by
+   (x_pre_shift, x_mult, x_shift). */
+typedef struct {
+  uint16_t input, hidden;
+  const int16_t *w, *u;
+  int32_t w_exp, u_exp, x_pre_shift, x_mult, x_shift;
+  const int32_t *bias_gate, *bias_update;
+  int32_t zeta, nu;
+} rp_fastgrnn_q12_params;
+
+typedef struct {
+  uint16_t in_h, in_w, in_c, out_h, out_w;
+  uint8_t patch, stride, replicate;
+  int32_t in_offset, out_mult, out_shift, out_offset;
+  const rp_fastgrnn_q12_params *rnn1, *rnn2;
+  const int16_t *sigmoid_table, *tanh_table;
+} rp_rnnpool_s8_params;
+
+/* A 1x1 convolution of Q12 int16 inputs with int16 weights: 64-bit sums shifted right by
+   pre_shift, plus the bias, requantised per output channel to int8. */
+typedef struct {
+  uint16_t in_c, out_c;
+  int32_t pre_shift, out_offset, act_min, act_max;
+  const int16_t *weight; /* [out_c][in_c] */
+  const int32_t *bias, *mult, *shift;
+} rp_pointwise_s16_params;
+
+/* An RNNPool layer fused with the inverted residual that reads it (see
+   rp_rnnpool_inverted_residual_s8.c); `expand` replaces the block's own expansion. */
+typedef struct {
+  const rp_rnnpool_s8_params *pool;
+  const rp_pointwise_s16_params *expand;
+  const rp_inverted_residual_s8_params *block;
+} rp_rnnpool_inverted_residual_s8_params;
+
+typedef struct {
+  uint16_t pixels, channels;
+  int32_t in_offset, out_offset;
+  const int32_t *gain; /* gamma_c / out_scale in Q16 */
+} rp_l2norm_s8_params;
+
+typedef struct {
+  uint16_t in_h, in_w, channels, out_h, out_w;
+  uint8_t kernel_h, kernel_w, stride_h, stride_w;
+  int32_t in_offset, mult, shift, out_offset;
+} rp_avgpool_s8_params;
+
+void rp_convolve_s8(const rp_conv_s8_params *p, const int8_t *in, int8_t *out);
+void rp_depthwise_conv_s8(const rp_conv_s8_params *p, const int8_t *in, int8_t *out);
+/* One output row of a depthwise convolution from p->kernel input rows (NULL: padding). */
+void rp_depthwise_conv_row_s8(const rp_conv_s8_params *p, const int8_t *const *rows, int8_t *out_row);
+/* A 1x1 convolution over `pixels` consecutive pixels. */
+void rp_pointwise_conv_s8(const rp_conv_s8_params *p, const int8_t *in, int32_t pixels, int8_t *out);
+void rp_pointwise_conv_s16_s8(const rp_pointwise_s16_params *p, const int16_t *in, int32_t pixels, int8_t *out);
+int8_t rp_add_s8(const rp_add_s8_params *p, int8_t a, int8_t b);
+/* scratch: kernel * in_w * expanded bytes (with expansion) + out_w * expanded bytes. */
+void rp_inverted_residual_s8(const rp_inverted_residual_s8_params *p, const int8_t *in, int8_t *out, int8_t *scratch);
+/* One FastGRNN step; x8 (int8 with in_offset) or x16 (Q12) is the input, h the Q12 state,
+   next a hidden-sized temporary. */
+void rp_fastgrnn_step_q12(const rp_fastgrnn_q12_params *c, const int8_t *x8, int32_t in_offset, const int16_t *x16,
+                          int16_t *h, int16_t *next, const int16_t *sigmoid_table, const int16_t *tanh_table);
+/* scratch (int16): patch * h1 + 5 * h2 + max(h1, h2). */
+void rp_rnnpool_s8(const rp_rnnpool_s8_params *p, const int8_t *in, int8_t *out, int16_t *scratch);
+/* The 4 h2 Q12 outputs of the patch whose top-left pixel is `origin`. */
+void rp_rnnpool_patch_q12(const rp_rnnpool_s8_params *p, const int8_t *origin, int16_t *result, int16_t *scratch);
+/* The RNNPool's int8 output value for a Q12 result. */
+int8_t rp_rnnpool_output_s8(const rp_rnnpool_s8_params *p, int16_t q12);
+/* scratch: kernel rows of the RNNPool map (int16), the block's rows, then (4-byte aligned) the
+   RNNPool's scratch; the exporter computes its size. */
+void rp_rnnpool_inverted_residual_s8(const rp_rnnpool_inverted_residual_s8_params *p, const int8_t *in, int8_t *out,
+                                     int8_t *scratch);
+void rp_l2norm_s8(const rp_l2norm_s8_params *p, const int8_t *in, int8_t *out);
+void rp_maxout_s8(const int8_t *in, int32_t pixels, int8_t *out);
+void rp_avgpool_s8(const rp_avgpool_s8_params *p, const int8_t *in, int8_t *out);
+
+#endif

@@ -1,0 +1,332 @@
+//! C for a quantized model: `model_weights.c` (every weight, table and layer parameter as
+//! `const`, so it stays in flash), `model.c` (the static arena and the layer calls with their
+//! arena offsets), `model.h` (the interface), and a copy of the runtime in `runtime/`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::error::ExportError;
+use crate::int8_sim::Tables;
+use crate::plan::Plan;
+use crate::quantize::{OutputStage, QAdd, QCell, QConv, QGraph, QInvertedResidual, QOp, QRnnPool};
+
+/// The runtime sources, embedded so that an export is self-contained.
+pub const RUNTIME: &[(&str, &str)] = &[
+    ("include/rp_nn.h", include_str!("../../../c/include/rp_nn.h")),
+    ("include/rp_fixed_point.h", include_str!("../../../c/include/rp_fixed_point.h")),
+    ("src/rp_convolve_s8.c", include_str!("../../../c/src/rp_convolve_s8.c")),
+    ("src/rp_depthwise_conv_s8.c", include_str!("../../../c/src/rp_depthwise_conv_s8.c")),
+    ("src/rp_pointwise_conv_s8.c", include_str!("../../../c/src/rp_pointwise_conv_s8.c")),
+    ("src/rp_add_s8.c", include_str!("../../../c/src/rp_add_s8.c")),
+    ("src/rp_inverted_residual_s8.c", include_str!("../../../c/src/rp_inverted_residual_s8.c")),
+    ("src/rp_fastgrnn_q12.c", include_str!("../../../c/src/rp_fastgrnn_q12.c")),
+    ("src/rp_rnnpool_s8.c", include_str!("../../../c/src/rp_rnnpool_s8.c")),
+    ("src/rp_rnnpool_inverted_residual_s8.c", include_str!("../../../c/src/rp_rnnpool_inverted_residual_s8.c")),
+    ("src/rp_pointwise_conv_s16_s8.c", include_str!("../../../c/src/rp_pointwise_conv_s16_s8.c")),
+    ("src/rp_l2norm_s8.c", include_str!("../../../c/src/rp_l2norm_s8.c")),
+    ("src/rp_maxout_s8.c", include_str!("../../../c/src/rp_maxout_s8.c")),
+    ("src/rp_avgpool_s8.c", include_str!("../../../c/src/rp_avgpool_s8.c")),
+    ("examples/run_model.c", include_str!("../../../c/examples/run_model.c")),
+    ("mcu/startup_cortex_m4.c", include_str!("../../../c/mcu/startup_cortex_m4.c")),
+    ("Makefile", include_str!("../../../c/Makefile")),
+];
+
+/// The files of an export, by path relative to the output folder.
+pub struct Sources {
+    pub files: Vec<(String, String)>,
+}
+
+fn array<T: std::fmt::Display>(out: &mut String, ty: &str, name: &str, values: &[T]) {
+    let _ = write!(out, "static const {ty} {name}[{}] = {{", values.len().max(1));
+    if values.is_empty() {
+        out.push('0');
+    }
+    for (i, v) in values.iter().enumerate() {
+        if i % 24 == 0 {
+            out.push_str("\n ");
+        }
+        let _ = write!(out, " {v},");
+    }
+    out.push_str("\n};\n");
+}
+
+/// A C identifier for layer `i`.
+fn ident(i: usize, name: &str) -> String {
+    let clean: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    format!("l{i}_{clean}")
+}
+
+/// `{id}_b`, `{id}_m`, `{id}_s`: biases, multipliers, shifts.
+fn output_stage(out: &mut String, id: &str, s: &OutputStage) {
+    array(out, "int32_t", &format!("{id}_b"), &s.bias);
+    array(out, "int32_t", &format!("{id}_m"), &s.mult);
+    array(out, "int32_t", &format!("{id}_s"), &s.shift);
+}
+
+fn conv(out: &mut String, id: &str, c: &QConv, in_shape: [usize; 3], out_shape: [usize; 3]) {
+    array(out, "int8_t", &format!("{id}_w"), &c.weight);
+    output_stage(out, id, &c.out);
+    let _ = writeln!(
+        out,
+        "static const rp_conv_s8_params {id} = {{{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {id}_w, {id}_b, {id}_m, {id}_s}};\n",
+        in_shape[0],
+        in_shape[1],
+        in_shape[2],
+        out_shape[0],
+        out_shape[1],
+        out_shape[2],
+        c.kernel,
+        c.stride,
+        c.pad,
+        c.in_offset,
+        c.out.out_offset,
+        c.out.act_min,
+        c.out.act_max
+    );
+}
+
+fn add(out: &mut String, id: &str, a: &QAdd) {
+    let _ = writeln!(
+        out,
+        "static const rp_add_s8_params {id} = {{{}, {}, {}, {}, {}, {}, {}, {}, {}}};\n",
+        a.in1_offset,
+        a.in2_offset,
+        a.in1_mult,
+        a.in1_shift,
+        a.in2_mult,
+        a.in2_shift,
+        a.out_mult,
+        a.out_shift,
+        a.out_offset
+    );
+}
+
+fn cell(out: &mut String, id: &str, c: &QCell) {
+    array(out, "int16_t", &format!("{id}_w"), &c.w);
+    array(out, "int16_t", &format!("{id}_u"), &c.u);
+    array(out, "int32_t", &format!("{id}_bg"), &c.bias_gate);
+    array(out, "int32_t", &format!("{id}_bh"), &c.bias_update);
+    let _ = writeln!(
+        out,
+        "static const rp_fastgrnn_q12_params {id} = {{{}, {}, {id}_w, {id}_u, {}, {}, {}, {}, {}, {id}_bg, {id}_bh, {}, {}}};\n",
+        c.input, c.hidden, c.w_exp, c.u_exp, c.x_pre_shift, c.x_mult, c.x_shift, c.zeta, c.nu
+    );
+}
+
+fn no_scratch(layer: &str) -> ExportError {
+    ExportError::Quantization { layer: layer.into(), why: "no scratch planned".into() }
+}
+
+/// An inverted residual's parameters; `is`, `os` its input and output shapes.
+fn block(out: &mut String, id: &str, b: &QInvertedResidual, is: [usize; 3], os: [usize; 3]) {
+    let es = b.expand.as_ref().map_or(is, |e| [is[0], is[1], e.cout]);
+    if let Some(e) = &b.expand {
+        conv(out, &format!("{id}_expand"), e, is, es);
+    }
+    let ds = [os[0], os[1], b.depthwise.cout];
+    conv(out, &format!("{id}_dw"), &b.depthwise, es, ds);
+    conv(out, &format!("{id}_project"), &b.project, ds, os);
+    if let Some(a) = &b.add {
+        add(out, &format!("{id}_add"), a);
+    }
+    let opt = |present: bool, name: &str| {
+        if present { format!("&{id}_{name}") } else { "NULL".into() }
+    };
+    let _ = writeln!(
+        out,
+        "static const rp_inverted_residual_s8_params {id} = {{{}, &{id}_dw, &{id}_project, {}}};\n",
+        opt(b.expand.is_some(), "expand"),
+        opt(b.add.is_some(), "add")
+    );
+}
+
+fn pool(out: &mut String, id: &str, p: &QRnnPool, is: [usize; 3], os: [usize; 3]) {
+    cell(out, &format!("{id}_rnn1"), &p.rnn1);
+    cell(out, &format!("{id}_rnn2"), &p.rnn2);
+    let _ = writeln!(
+        out,
+        "static const rp_rnnpool_s8_params {id} = {{{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, &{id}_rnn1, &{id}_rnn2, sigmoid_table_q15, tanh_table_q15}};\n",
+        is[0],
+        is[1],
+        is[2],
+        os[0],
+        os[1],
+        p.patch,
+        p.stride,
+        u8::from(p.replicate),
+        p.in_offset,
+        p.out_mult,
+        p.out_shift,
+        p.out_offset
+    );
+}
+
+/// The C expression for the arena byte at `offset`.
+fn at(offset: usize) -> String {
+    format!("A + {offset}")
+}
+
+pub fn generate(q: &QGraph, plan: &Plan) -> Result<Sources, ExportError> {
+    let mut weights = String::new();
+    let mut calls = String::new();
+    weights.push_str("/* Generated by rnnpool-rs export: int8 weights and layer parameters (all const: flash). */\n");
+    weights.push_str("#include <stddef.h>\n#include <stdint.h>\n\n#include \"model.h\"\n#include \"rp_nn.h\"\n\n");
+    let tables = Tables::default();
+    let uses_rnnpool = q.layers.iter().any(|l| matches!(l.op, QOp::RnnPool(_) | QOp::RnnPoolInvertedResidual { .. }));
+    if uses_rnnpool {
+        array(&mut weights, "int16_t", "sigmoid_table_q15", &tables.sigmoid);
+        array(&mut weights, "int16_t", "tanh_table_q15", &tables.tanh);
+        weights.push('\n');
+    }
+    for (i, l) in q.layers.iter().enumerate() {
+        let id = ident(i, &l.name);
+        let (is, os) = (q.tensors[l.input], q.tensors[l.output]);
+        let (inp, outp) = (at(plan.tensor_offset(l.input)), at(plan.tensor_offset(l.output)));
+        let scratch = plan.scratch_offset(i).map(at);
+        let _ = writeln!(weights, "/* {}: {:?} -> {:?} */", l.name, is, os);
+        match &l.op {
+            QOp::Conv(c) => {
+                conv(&mut weights, &id, c, is, os);
+                let call = if c.depthwise {
+                    format!("rp_depthwise_conv_s8(&{id}, {inp}, {outp});")
+                } else if c.kernel == 1 && c.stride == 1 && c.pad == 0 {
+                    format!("rp_pointwise_conv_s8(&{id}, {inp}, {}, {outp});", is[0] * is[1])
+                } else {
+                    format!("rp_convolve_s8(&{id}, {inp}, {outp});")
+                };
+                let _ = writeln!(calls, "  {call} /* {} */", l.name);
+            }
+            QOp::InvertedResidual(b) => {
+                block(&mut weights, &id, b, is, os);
+                let s = scratch.ok_or_else(|| no_scratch(&l.name))?;
+                let _ = writeln!(calls, "  rp_inverted_residual_s8(&{id}, {inp}, {outp}, {s}); /* {} */", l.name);
+            }
+            QOp::RnnPool(p) => {
+                pool(&mut weights, &id, p, is, os);
+                let s = scratch.ok_or_else(|| no_scratch(&l.name))?;
+                let _ = writeln!(
+                    calls,
+                    "  rp_rnnpool_s8(&{id}, {inp}, {outp}, (int16_t *)(void *)({s})); /* {} */",
+                    l.name
+                );
+            }
+            QOp::RnnPoolInvertedResidual { pool: p, expand: e, block: b } => {
+                let ps = p.out_shape(is);
+                pool(&mut weights, &format!("{id}_pool"), p, is, ps);
+                let eid = format!("{id}_expand16");
+                array(&mut weights, "int16_t", &format!("{eid}_w"), &e.weight);
+                output_stage(&mut weights, &eid, &e.out);
+                let _ = writeln!(
+                    weights,
+                    "static const rp_pointwise_s16_params {eid} = {{{}, {}, {}, {}, {}, {}, {eid}_w, {eid}_b, {eid}_m, {eid}_s}};\n",
+                    e.cin, e.cout, e.pre_shift, e.out.out_offset, e.out.act_min, e.out.act_max
+                );
+                block(&mut weights, &format!("{id}_block"), b, [ps[0], ps[1], e.cout], os);
+                let _ = writeln!(
+                    weights,
+                    "static const rp_rnnpool_inverted_residual_s8_params {id} = {{&{id}_pool, &{eid}, &{id}_block}};\n"
+                );
+                let s = scratch.ok_or_else(|| no_scratch(&l.name))?;
+                let _ =
+                    writeln!(calls, "  rp_rnnpool_inverted_residual_s8(&{id}, {inp}, {outp}, {s}); /* {} */", l.name);
+            }
+            QOp::L2Norm { in_offset, out_offset, gain } => {
+                array(&mut weights, "int32_t", &format!("{id}_gain"), gain);
+                let _ = writeln!(
+                    weights,
+                    "static const rp_l2norm_s8_params {id} = {{{}, {}, {in_offset}, {out_offset}, {id}_gain}};\n",
+                    is[0] * is[1],
+                    is[2]
+                );
+                let _ = writeln!(calls, "  rp_l2norm_s8(&{id}, {inp}, {outp}); /* {} */", l.name);
+            }
+            QOp::MaxOut => {
+                let _ = writeln!(calls, "  rp_maxout_s8({inp}, {}, {outp}); /* {} */", is[0] * is[1], l.name);
+            }
+            QOp::AvgPool { kernel, stride, in_offset, mult, shift, out_offset } => {
+                let _ = writeln!(
+                    weights,
+                    "static const rp_avgpool_s8_params {id} = {{{}, {}, {}, {}, {}, {}, {}, {}, {}, {in_offset}, {mult}, {shift}, {out_offset}}};\n",
+                    is[0], is[1], is[2], os[0], os[1], kernel[0], kernel[1], stride[0], stride[1]
+                );
+                let _ = writeln!(calls, "  rp_avgpool_s8(&{id}, {inp}, {outp}); /* {} */", l.name);
+            }
+        }
+    }
+    // model_run lives in the weights file so that the parameter structs can stay static.
+    let [h, w, c] = q.input_shape();
+    let inq = q.params[q.input];
+    let mut run = String::new();
+    let _ = writeln!(
+        run,
+        "/* The static arena: {} bytes, every buffer placed by the exporter (see report.json). */",
+        plan.arena_bytes
+    );
+    let _ = writeln!(run, "static union {{\n  int16_t h[(MODEL_ARENA_BYTES + 1) / 2];\n  int32_t align;\n}} arena;\n");
+    run.push_str("#define A ((int8_t *)arena.h)\n\n");
+    let _ = writeln!(run, "int8_t *model_input(void) {{ return {}; }}\n", at(plan.tensor_offset(q.input)));
+    let offsets: Vec<usize> = q.outputs.iter().map(|(t, _)| plan.tensor_offset(*t)).collect();
+    let sizes: Vec<usize> = q.outputs.iter().map(|(t, _)| q.tensors[*t].iter().product()).collect();
+    array(&mut run, "uint32_t", "output_offsets", &offsets);
+    let _ = writeln!(run, "const uint32_t model_output_bytes[MODEL_NUM_OUTPUTS] = {{{}}};", join(&sizes));
+    let scales: Vec<String> = q.outputs.iter().map(|(t, _)| format!("{:e}f", q.params[*t].scale)).collect();
+    let zeros: Vec<i32> = q.outputs.iter().map(|(t, _)| q.params[*t].zero).collect();
+    let _ = writeln!(run, "const float model_output_scale[MODEL_NUM_OUTPUTS] = {{{}}};", scales.join(", "));
+    let _ = writeln!(run, "const int32_t model_output_zero_point[MODEL_NUM_OUTPUTS] = {{{}}};\n", join(&zeros));
+    run.push_str("const int8_t *model_output(int32_t i) { return A + output_offsets[i]; }\n\n");
+    run.push_str("void model_run(void) {\n");
+    run.push_str(&calls);
+    run.push_str("}\n");
+    weights.push_str(&run);
+
+    let mut header = String::new();
+    let guard = "RNNPOOL_MODEL_H";
+    let _ = writeln!(
+        header,
+        "/* Generated by rnnpool-rs export for `{}`. */\n#ifndef {guard}\n#define {guard}\n\n#include <stdint.h>\n",
+        q.model
+    );
+    let _ = writeln!(header, "#define MODEL_ARENA_BYTES {}", plan.arena_bytes);
+    let _ = writeln!(header, "#define MODEL_INPUT_H {h}\n#define MODEL_INPUT_W {w}\n#define MODEL_INPUT_C {c}");
+    let _ = writeln!(header, "#define MODEL_INPUT_BYTES {}", h * w * c);
+    let _ = writeln!(
+        header,
+        "/* input int8 = round(x / MODEL_INPUT_SCALE) + MODEL_INPUT_ZERO_POINT, x normalised as in training */"
+    );
+    let _ = writeln!(header, "#define MODEL_INPUT_SCALE {:e}f\n#define MODEL_INPUT_ZERO_POINT {}", inq.scale, inq.zero);
+    let _ = writeln!(header, "#define MODEL_NUM_OUTPUTS {}", q.outputs.len());
+    let _ = writeln!(header, "#define MODEL_OUTPUT_BYTES {}\n", sizes.iter().sum::<usize>());
+    header.push_str("/* Where to write the quantized HWC input before model_run(). */\nint8_t *model_input(void);\n");
+    header.push_str("void model_run(void);\n/* Output i (HWC int8; real = scale * (q - zero point)), valid until the next model_run(). */\n");
+    header.push_str(
+        "const int8_t *model_output(int32_t i);\nextern const uint32_t model_output_bytes[MODEL_NUM_OUTPUTS];\n",
+    );
+    header.push_str("extern const float model_output_scale[MODEL_NUM_OUTPUTS];\nextern const int32_t model_output_zero_point[MODEL_NUM_OUTPUTS];\n\n#endif\n");
+
+    let mut files = vec![("model.h".to_string(), header), ("model_weights.c".to_string(), weights)];
+    files.extend(RUNTIME.iter().map(|(p, s)| (format!("runtime/{p}"), s.to_string())));
+    Ok(Sources { files })
+}
+
+fn join<T: std::fmt::Display>(v: &[T]) -> String {
+    v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+impl Sources {
+    /// Writes every file under `dir`, each through a temporary file and a rename.
+    pub fn write(&self, dir: &Path) -> Result<(), ExportError> {
+        for (rel, text) in &self.files {
+            write_atomic(&dir.join(rel), text.as_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(ExportError::io(parent))?;
+    }
+    let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("")));
+    std::fs::write(&tmp, bytes).map_err(ExportError::io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(ExportError::io(path))
+}

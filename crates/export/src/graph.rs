@@ -1,0 +1,179 @@
+//! The float graph the exporter works on: a model lowered to a list of inference layers over
+//! HWC feature maps (one image, BatchNorm folded into the convolutions), the form both
+//! simulators and the C code generator read.
+
+/// A feature map in the graph, by index into [`Graph::tensors`].
+pub type TensorId = usize;
+
+/// `[height, width, channels]`.
+pub type Shape = [usize; 3];
+
+/// A convolution with BatchNorm folded in: `out = act(conv(x, weight) + bias)`.
+#[derive(Clone, Debug)]
+pub struct ConvWeights {
+    pub cin: usize,
+    pub cout: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub pad: usize,
+    /// 1, or `cin` (= `cout`) for a depthwise convolution.
+    pub groups: usize,
+    /// `[cout][kh][kw][cin / groups]`.
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+    pub relu6: bool,
+}
+
+impl ConvWeights {
+    pub fn out_shape(&self, [h, w, _]: Shape) -> Shape {
+        let o = |n: usize| (n + 2 * self.pad - self.kernel) / self.stride + 1;
+        [o(h), o(w), self.cout]
+    }
+
+    pub fn depthwise(&self) -> bool {
+        self.groups > 1
+    }
+
+    pub fn macs(&self, out: Shape) -> u64 {
+        (out[0] * out[1] * self.cout * self.kernel * self.kernel * (self.cin / self.groups)) as u64
+    }
+}
+
+/// The taps of a `kernel x kernel` window at output `(oy, ox)` that fall inside an `h x w` map
+/// (the rest read zero padding): `(tap index ky * kernel + kx, input pixel iy * w + ix)`.
+pub fn taps(
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    [h, w]: [usize; 2],
+    (oy, ox): (usize, usize),
+) -> impl Iterator<Item = (usize, usize)> {
+    (0..kernel * kernel).filter_map(move |t| {
+        let iy = (oy * stride + t / kernel).checked_sub(pad).filter(|&v| v < h)?;
+        let ix = (ox * stride + t % kernel).checked_sub(pad).filter(|&v| v < w)?;
+        Some((t, iy * w + ix))
+    })
+}
+
+/// A FastGRNN cell with `sigmoid(zeta)` and `sigmoid(nu)` already applied, weights as the C
+/// reference stores them (`[hidden][input]`, the transpose of EdgeML's `W`).
+#[derive(Clone, Debug)]
+pub struct CellWeights {
+    pub input: usize,
+    pub hidden: usize,
+    pub w: Vec<f32>,
+    pub u: Vec<f32>,
+    pub bias_gate: Vec<f32>,
+    pub bias_update: Vec<f32>,
+    pub zeta: f32,
+    pub nu: f32,
+}
+
+#[derive(Clone, Debug)]
+pub enum Op {
+    Conv {
+        conv: ConvWeights,
+    },
+    /// MobileNetV2's block; `expand` is absent when the expansion ratio is 1.
+    InvertedResidual {
+        expand: Option<ConvWeights>,
+        depthwise: ConvWeights,
+        project: ConvWeights,
+        residual: bool,
+    },
+    /// RNNPool over `patch x patch` windows at `stride`, no padding; `replicate` appends a copy
+    /// of the last row and column (every model but a whole-map pool does).
+    RnnPool {
+        patch: usize,
+        stride: usize,
+        rnn1: CellWeights,
+        rnn2: CellWeights,
+        replicate: bool,
+    },
+    /// S3FD's L2Norm: each pixel's channel vector scaled to unit length, then by `weight`.
+    L2Norm {
+        weight: Vec<f32>,
+    },
+    /// S3FD's max-out: 4 channels (3 background logits, face) -> 2 (their max, face).
+    MaxOut,
+    /// Average pooling without padding (global when the kernel is the map).
+    AvgPool {
+        kernel: [usize; 2],
+        stride: [usize; 2],
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct Layer {
+    pub name: String,
+    pub input: TensorId,
+    pub output: TensorId,
+    pub op: Op,
+}
+
+/// What a graph output is, so the host can put the model's results back together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputKind {
+    /// A detection head's box offsets, `[h, w, 4]`.
+    Loc,
+    /// A detection head's logits (background, face), `[h, w, 2]`.
+    Conf,
+    Logits,
+}
+
+#[derive(Clone, Debug)]
+pub struct Graph {
+    /// Model name as in the config.
+    pub model: String,
+    pub tensors: Vec<Shape>,
+    pub input: TensorId,
+    pub layers: Vec<Layer>,
+    pub outputs: Vec<(TensorId, OutputKind)>,
+}
+
+impl Graph {
+    pub fn new(model: &str, input: Shape) -> Self {
+        Self { model: model.into(), tensors: vec![input], input: 0, layers: Vec::new(), outputs: Vec::new() }
+    }
+
+    /// Appends a layer reading `input`; returns its output tensor.
+    pub fn push(&mut self, name: impl Into<String>, input: TensorId, op: Op) -> TensorId {
+        let output = self.tensors.len();
+        self.tensors.push(op_out_shape(&op, self.tensors[input]));
+        self.layers.push(Layer { name: name.into(), input, output, op });
+        output
+    }
+
+    pub fn input_shape(&self) -> Shape {
+        self.tensors[self.input]
+    }
+
+    /// The index of the last layer reading each tensor (`None`: read by no layer).
+    pub fn last_use(&self) -> Vec<Option<usize>> {
+        let mut last = vec![None; self.tensors.len()];
+        for (i, layer) in self.layers.iter().enumerate() {
+            last[layer.input] = Some(i);
+        }
+        last
+    }
+}
+
+pub fn op_out_shape(op: &Op, input: Shape) -> Shape {
+    match op {
+        Op::Conv { conv } => conv.out_shape(input),
+        Op::InvertedResidual { expand, depthwise, project, .. } => {
+            let e = expand.as_ref().map_or(input, |c| c.out_shape(input));
+            project.out_shape(depthwise.out_shape(e))
+        }
+        Op::RnnPool { patch, stride, rnn2, replicate, .. } => {
+            let n = |d: usize| (d - patch) / stride + 1 + usize::from(*replicate);
+            [n(input[0]), n(input[1]), 4 * rnn2.hidden]
+        }
+        Op::L2Norm { .. } => input,
+        Op::MaxOut => [input[0], input[1], 2],
+        Op::AvgPool { kernel, stride } => {
+            [(input[0] - kernel[0]) / stride[0] + 1, (input[1] - kernel[1]) / stride[1] + 1, input[2]]
+        }
+    }
+}

@@ -1,0 +1,537 @@
+//! Post-training quantization of a [`Graph`] into the integer model the C runtime runs.
+//!
+//! - Weights: symmetric int8 per output channel (`scale = max|w| / 127`), biases int32 at
+//!   `input_scale * weight_scale`; BatchNorm is already folded in.
+//! - Activations: asymmetric int8 per tensor from the min/max seen on the calibration images
+//!   (the range always holds 0 so that zero padding is exact; ReLU6 outputs clip at 6).
+//!   Min/max rather than a percentile: a detector's rare strong responses are what it is for.
+//! - Requantisation: TFLite's fixed-point multiplier and shift per output channel.
+//! - RNNPool: int8 input read in place, int16 weights with power-of-two scales, hidden states
+//!   in Q12 int16 (range +-8, resolution 1/4096), sigmoid and tanh as 513-entry Q15 tables with
+//!   linear interpolation (see [`crate::fixed`]), the 4 h2 outputs requantised to int8.
+
+use crate::error::ExportError;
+use crate::fixed::{Q12_ONE, quantize_multiplier, requantize, sat32};
+use crate::float_sim::Ranges;
+use crate::graph::{CellWeights, ConvWeights, Graph, Op, OutputKind, Shape, TensorId};
+
+/// `real = scale * (q - zero)`.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct QParams {
+    pub scale: f32,
+    pub zero: i32,
+}
+
+impl QParams {
+    /// Covers `[lo, hi]` (widened to hold 0) with the 256 int8 levels.
+    pub fn from_range([lo, hi]: [f32; 2]) -> Self {
+        let (lo, hi) = (lo.min(0.0), hi.max(0.0));
+        // A map that was always zero in calibration (dead channels, an untrained model) gets
+        // a unit range rather than a scale that would overflow the next layer's biases.
+        let scale = if hi - lo > 1e-6 { (hi - lo) / 255.0 } else { 1.0 / 255.0 };
+        let zero = (-128.0 - lo / scale).round().clamp(-128.0, 127.0) as i32;
+        Self { scale, zero }
+    }
+
+    pub fn quantize(&self, x: f32) -> i8 {
+        ((x / self.scale).round() + self.zero as f32).clamp(-128.0, 127.0) as i8
+    }
+
+    pub fn dequantize(&self, q: i8) -> f32 {
+        self.scale * (q as i32 - self.zero) as f32
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct QConv {
+    pub cin: usize,
+    pub cout: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub pad: usize,
+    pub depthwise: bool,
+    /// Added to each input value: minus the input zero point.
+    pub in_offset: i32,
+    /// `[cout][kh][kw][cin]`, or `[c][kh][kw]` when depthwise.
+    pub weight: Vec<i8>,
+    pub out: OutputStage,
+}
+
+/// From a channel's int32 sum to its int8 output, as TFLite and CMSIS-NN do:
+/// `clamp(requantize(sum + bias, mult, shift) + out_offset, act_min, act_max)`.
+#[derive(Clone, Debug)]
+pub struct OutputStage {
+    pub bias: Vec<i32>,
+    pub mult: Vec<i32>,
+    pub shift: Vec<i32>,
+    /// The output zero point.
+    pub out_offset: i32,
+    pub act_min: i32,
+    pub act_max: i32,
+}
+
+impl OutputStage {
+    /// Per channel, from the sum's real scale `acc_scale[o]`; the bias must fit 30 bits.
+    fn new(name: &str, bias: &[f32], acc_scale: &[f64], relu6: bool, qout: QParams) -> Result<Self, ExportError> {
+        let mut s = Self {
+            bias: Vec::new(),
+            mult: Vec::new(),
+            shift: Vec::new(),
+            out_offset: qout.zero,
+            act_min: -128,
+            act_max: 127,
+        };
+        for (o, (&b, &scale)) in bias.iter().zip(acc_scale).enumerate() {
+            let q = (b as f64 / scale).round();
+            if q.abs() >= (1u64 << 30) as f64 {
+                return Err(ExportError::Quantization {
+                    layer: name.into(),
+                    why: format!("bias of channel {o} ({b}) does not fit int32 at scale {scale:e}"),
+                });
+            }
+            s.bias.push(q as i32);
+            let (m, sh) = quantize_multiplier(scale / qout.scale as f64);
+            s.mult.push(m);
+            s.shift.push(sh);
+        }
+        // ReLU6 clamps to the levels of 0 and 6.
+        if relu6 {
+            s.act_min = qout.zero.max(-128);
+            s.act_max = (qout.zero + (6.0 / qout.scale).round() as i32).min(127);
+        }
+        Ok(s)
+    }
+
+    /// Channel `o`'s output for the sum `acc` (without the bias).
+    pub fn apply(&self, o: usize, acc: i64) -> i8 {
+        let v = sat32(acc + self.bias[o] as i64);
+        (requantize(v, self.mult[o], self.shift[o]) + self.out_offset).clamp(self.act_min, self.act_max) as i8
+    }
+}
+
+/// A 1x1 convolution from Q12 int16 inputs with int16 weights (per output channel
+/// `scale = max|w| / 32767`): `acc = sum x w` in 64 bits, shifted right by `pre_shift`, plus
+/// the bias, requantised per channel.
+#[derive(Clone, Debug)]
+pub struct QPointwise16 {
+    pub cin: usize,
+    pub cout: usize,
+    pub pre_shift: i32,
+    /// `[cout][cin]`.
+    pub weight: Vec<i16>,
+    pub out: OutputStage,
+}
+
+/// TFLite's int8 addition of two tensors with their own scales.
+#[derive(Clone, Debug)]
+pub struct QAdd {
+    pub in1_offset: i32,
+    pub in2_offset: i32,
+    pub in1_mult: i32,
+    pub in1_shift: i32,
+    pub in2_mult: i32,
+    pub in2_shift: i32,
+    pub out_mult: i32,
+    pub out_shift: i32,
+    pub out_offset: i32,
+}
+
+/// Inputs are shifted left by this before scaling, as TFLite does.
+pub const ADD_LEFT_SHIFT: i32 = 20;
+
+#[derive(Clone, Debug)]
+pub struct QCell {
+    pub input: usize,
+    pub hidden: usize,
+    /// `[hidden][input]`, real `w = w_q * 2^-w_exp`.
+    pub w: Vec<i16>,
+    pub w_exp: i32,
+    /// For an int8 input: the accumulator is shifted right by `x_pre_shift`, then requantised
+    /// by `x_mult`, `x_shift` into Q12. Unused when the input is a Q12 state.
+    pub x_pre_shift: i32,
+    pub x_mult: i32,
+    pub x_shift: i32,
+    /// `[hidden][hidden]`, real `u = u_q * 2^-u_exp`.
+    pub u: Vec<i16>,
+    pub u_exp: i32,
+    /// Q12.
+    pub bias_gate: Vec<i32>,
+    pub bias_update: Vec<i32>,
+    /// `sigmoid(zeta)`, `sigmoid(nu)` in Q15.
+    pub zeta: i32,
+    pub nu: i32,
+}
+
+/// MobileNetV2's block; `add` is the residual connection, when there is one.
+#[derive(Clone, Debug)]
+pub struct QInvertedResidual {
+    pub expand: Option<QConv>,
+    pub depthwise: QConv,
+    pub project: QConv,
+    pub add: Option<QAdd>,
+}
+
+#[derive(Clone, Debug)]
+pub struct QRnnPool {
+    pub patch: usize,
+    pub stride: usize,
+    pub in_offset: i32,
+    pub rnn1: QCell,
+    pub rnn2: QCell,
+    /// From the Q12 outputs to the int8 output map.
+    pub out_mult: i32,
+    pub out_shift: i32,
+    pub out_offset: i32,
+    pub replicate: bool,
+}
+
+impl QRnnPool {
+    pub fn out_shape(&self, [h, w, _]: Shape) -> Shape {
+        let n = |d: usize| (d - self.patch) / self.stride + 1 + usize::from(self.replicate);
+        [n(h), n(w), 4 * self.rnn2.hidden]
+    }
+}
+
+// One per layer: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug)]
+pub enum QOp {
+    Conv(QConv),
+    InvertedResidual(QInvertedResidual),
+    RnnPool(QRnnPool),
+    /// An RNNPool layer and the inverted residual that reads it, run together row by row: the
+    /// block's expansion reads the RNNPool's Q12 outputs (12 bits instead of 8: the BatchNorm
+    /// after the expansion amplifies the small-variance RNNPool outputs, so 8 bits there cost
+    /// the int8 model most of its error), and the RNNPool map is never stored whole. The
+    /// residual, when present, adds the int8 RNNPool output as the unfused layer would.
+    RnnPoolInvertedResidual {
+        pool: QRnnPool,
+        expand: QPointwise16,
+        block: QInvertedResidual,
+    },
+    L2Norm {
+        in_offset: i32,
+        out_offset: i32,
+        /** `gamma_c / out_scale` in Q16 */
+        gain: Vec<i32>,
+    },
+    MaxOut,
+    AvgPool {
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        in_offset: i32,
+        mult: i32,
+        shift: i32,
+        out_offset: i32,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct QLayer {
+    pub name: String,
+    pub input: TensorId,
+    pub output: TensorId,
+    pub op: QOp,
+    pub macs: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct QGraph {
+    pub model: String,
+    pub tensors: Vec<Shape>,
+    pub params: Vec<QParams>,
+    pub input: TensorId,
+    pub layers: Vec<QLayer>,
+    pub outputs: Vec<(TensorId, OutputKind)>,
+}
+
+impl QGraph {
+    pub fn input_shape(&self) -> Shape {
+        self.tensors[self.input]
+    }
+}
+
+fn quantize_conv(name: &str, c: &ConvWeights, qin: QParams, qout: QParams) -> Result<QConv, ExportError> {
+    let per_out = c.weight.len() / c.cout;
+    let mut weight = Vec::with_capacity(c.weight.len());
+    let mut acc_scale = Vec::with_capacity(c.cout);
+    for w in c.weight.chunks(per_out) {
+        let max = w.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let ws = if max > 0.0 { max / 127.0 } else { 1.0 };
+        weight.extend(w.iter().map(|v| (v / ws).round().clamp(-127.0, 127.0) as i8));
+        acc_scale.push(qin.scale as f64 * ws as f64);
+    }
+    Ok(QConv {
+        cin: c.cin,
+        cout: c.cout,
+        kernel: c.kernel,
+        stride: c.stride,
+        pad: c.pad,
+        depthwise: c.depthwise(),
+        in_offset: -qin.zero,
+        weight,
+        out: OutputStage::new(name, &c.bias, &acc_scale, c.relu6, qout)?,
+    })
+}
+
+fn quantize_pointwise16(name: &str, c: &ConvWeights, qout: QParams) -> Result<QPointwise16, ExportError> {
+    let scales: Vec<f64> = c
+        .weight
+        .chunks(c.cin)
+        .map(|w| w.iter().fold(0.0f32, |m, v| m.max(v.abs())) as f64 / 32767.0)
+        .map(|s| if s > 0.0 { s } else { 1.0 })
+        .collect();
+    let weight: Vec<i16> = c
+        .weight
+        .chunks(c.cin)
+        .zip(&scales)
+        .flat_map(|(w, s)| w.iter().map(move |v| (*v as f64 / s).round() as i16))
+        .collect();
+    // |x| <= 32767 (Q12 states saturate at +-8): the sum must fit 31 bits after the shift.
+    let bound =
+        weight.chunks(c.cin).map(|w| w.iter().map(|v| v.unsigned_abs() as u64).sum::<u64>() * 32767).max().unwrap_or(0);
+    let mut pre_shift = 0;
+    while (bound >> pre_shift) >= 1u64 << 30 {
+        pre_shift += 1;
+    }
+    let acc_scale: Vec<f64> = scales.iter().map(|s| s * 2f64.powi(pre_shift) / Q12_ONE as f64).collect();
+    Ok(QPointwise16 {
+        cin: c.cin,
+        cout: c.cout,
+        pre_shift,
+        weight,
+        out: OutputStage::new(name, &c.bias, &acc_scale, c.relu6, qout)?,
+    })
+}
+
+fn quantize_add(a: QParams, b: QParams, out: QParams) -> QAdd {
+    let twice_max = 2.0 * a.scale.max(b.scale) as f64;
+    let (m1, s1) = quantize_multiplier(a.scale as f64 / twice_max);
+    let (m2, s2) = quantize_multiplier(b.scale as f64 / twice_max);
+    let (mo, so) = quantize_multiplier(twice_max / ((1i64 << ADD_LEFT_SHIFT) as f64 * out.scale as f64));
+    QAdd {
+        in1_offset: -a.zero,
+        in2_offset: -b.zero,
+        in1_mult: m1,
+        in1_shift: s1,
+        in2_mult: m2,
+        in2_shift: s2,
+        out_mult: mo,
+        out_shift: so,
+        out_offset: out.zero,
+    }
+}
+
+/// The power-of-two exponent that puts `max|v|` just under 32767.
+fn pow2_exp(name: &str, v: &[f32]) -> Result<i32, ExportError> {
+    let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    if max == 0.0 {
+        return Ok(0);
+    }
+    let e = (32767.0 / max as f64).log2().floor() as i32;
+    if !(0..=30).contains(&e) {
+        return Err(ExportError::Quantization {
+            layer: name.into(),
+            why: format!("weights up to {max} do not fit int16"),
+        });
+    }
+    Ok(e)
+}
+
+fn q16(v: &[f32], exp: i32) -> Vec<i16> {
+    v.iter().map(|x| (*x as f64 * 2f64.powi(exp)).round().clamp(-32767.0, 32767.0) as i16).collect()
+}
+
+fn quantize_cell(name: &str, c: &CellWeights, int8_input: Option<QParams>) -> Result<QCell, ExportError> {
+    let w_exp = pow2_exp(name, &c.w)?;
+    let w = q16(&c.w, w_exp);
+    let (mut x_pre_shift, mut x_mult, mut x_shift) = (0, 0, 0);
+    if let Some(q) = int8_input {
+        // Worst-case |sum_k (x_k - zero) w_jk| must fit int32 after the pre-shift.
+        let bound = (0..c.hidden)
+            .map(|j| w[j * c.input..(j + 1) * c.input].iter().map(|v| v.unsigned_abs() as u64).sum::<u64>() * 255)
+            .max()
+            .unwrap_or(0);
+        while (bound >> x_pre_shift) > i32::MAX as u64 {
+            x_pre_shift += 1;
+        }
+        let real = q.scale as f64 * 2f64.powi(x_pre_shift - w_exp) * Q12_ONE as f64;
+        (x_mult, x_shift) = quantize_multiplier(real);
+    }
+    let u_exp = pow2_exp(name, &c.u)?;
+    let q12 = |v: &[f32]| v.iter().map(|x| (*x as f64 * Q12_ONE as f64).round() as i32).collect();
+    let q15 = |x: f32| (x as f64 * 32768.0).round() as i32;
+    Ok(QCell {
+        input: c.input,
+        hidden: c.hidden,
+        w,
+        w_exp,
+        x_pre_shift,
+        x_mult,
+        x_shift,
+        u: q16(&c.u, u_exp),
+        u_exp,
+        bias_gate: q12(&c.bias_gate),
+        bias_update: q12(&c.bias_update),
+        zeta: q15(c.zeta),
+        nu: q15(c.nu),
+    })
+}
+
+/// Quantizes `g` with activation ranges from calibration.
+pub fn quantize(g: &Graph, ranges: &Ranges) -> Result<QGraph, ExportError> {
+    let mut params: Vec<QParams> = ranges.tensors.iter().map(|r| QParams::from_range(*r)).collect();
+    let mut readers = vec![0usize; g.tensors.len()];
+    for l in &g.layers {
+        readers[l.input] += 1;
+    }
+    for (t, _) in &g.outputs {
+        readers[*t] += 1;
+    }
+    let mut layers: Vec<QLayer> = Vec::new();
+    for (i, l) in g.layers.iter().enumerate() {
+        let qin = params[l.input];
+        let in_shape = g.tensors[l.input];
+        let mut macs = 0u64;
+        let op = match &l.op {
+            Op::Conv { conv } => {
+                macs = conv.macs(g.tensors[l.output]);
+                QOp::Conv(quantize_conv(&l.name, conv, qin, params[l.output])?)
+            }
+            Op::InvertedResidual { expand, depthwise, project, residual } => {
+                let inner = ranges.inner[i].map(QParams::from_range);
+                let e_params = if expand.is_some() { inner[0] } else { qin };
+                let es = expand.as_ref().map_or(in_shape, |c| c.out_shape(in_shape));
+                let ds = depthwise.out_shape(es);
+                macs = expand.as_ref().map_or(0, |c| c.macs(es))
+                    + depthwise.macs(ds)
+                    + project.macs(project.out_shape(ds));
+                let qout = params[l.output];
+                let projected = if *residual { inner[2] } else { qout };
+                let block = QInvertedResidual {
+                    expand: expand
+                        .as_ref()
+                        .map(|c| quantize_conv(&format!("{}.expand", l.name), c, qin, inner[0]))
+                        .transpose()?,
+                    depthwise: quantize_conv(&format!("{}.depthwise", l.name), depthwise, e_params, inner[1])?,
+                    project: quantize_conv(&format!("{}.project", l.name), project, inner[1], projected)?,
+                    add: residual.then(|| quantize_add(qin, projected, qout)),
+                };
+                match (layers.last(), expand) {
+                    (Some(QLayer { op: QOp::RnnPool(_), output, .. }), Some(e))
+                        if *output == l.input && readers[l.input] == 1 =>
+                    {
+                        let Some(QLayer { op: QOp::RnnPool(pool), input, name, macs: pool_macs, .. }) = layers.pop()
+                        else {
+                            unreachable!("matched above")
+                        };
+                        let expand = quantize_pointwise16(&format!("{}.expand", l.name), e, inner[0])?;
+                        layers.push(QLayer {
+                            name: format!("{name}+{}", l.name),
+                            input,
+                            output: l.output,
+                            op: QOp::RnnPoolInvertedResidual {
+                                pool,
+                                expand,
+                                block: QInvertedResidual { expand: None, ..block },
+                            },
+                            macs: pool_macs + macs,
+                        });
+                        continue;
+                    }
+                    _ => QOp::InvertedResidual(block),
+                }
+            }
+            Op::RnnPool { patch, stride, rnn1, rnn2, replicate } => {
+                let [oh, ow, _] = g.tensors[l.output];
+                let patches = (oh - usize::from(*replicate)) * (ow - usize::from(*replicate));
+                let (k, h1, h2, r) = (rnn1.input as u64, rnn1.hidden as u64, rnn2.hidden as u64, *patch as u64);
+                macs = patches as u64 * (2 * r * r * (k + h1) * h1 + 4 * r * (h1 + h2) * h2);
+                let qout = params[l.output];
+                let (out_mult, out_shift) = quantize_multiplier(1.0 / (Q12_ONE as f64 * qout.scale as f64));
+                QOp::RnnPool(QRnnPool {
+                    patch: *patch,
+                    stride: *stride,
+                    in_offset: -qin.zero,
+                    rnn1: quantize_cell(&format!("{}.rnn1", l.name), rnn1, Some(qin))?,
+                    rnn2: quantize_cell(&format!("{}.rnn2", l.name), rnn2, None)?,
+                    out_mult,
+                    out_shift,
+                    out_offset: qout.zero,
+                    replicate: *replicate,
+                })
+            }
+            Op::L2Norm { weight } => {
+                let qout = params[l.output];
+                let gain =
+                    weight.iter().map(|g| (*g as f64 / qout.scale as f64 * 65536.0).round() as i64).collect::<Vec<_>>();
+                if gain.iter().any(|g| g.abs() > i32::MAX as i64) {
+                    return Err(ExportError::Quantization {
+                        layer: l.name.clone(),
+                        why: "L2Norm scale too large for its output range".into(),
+                    });
+                }
+                QOp::L2Norm {
+                    in_offset: -qin.zero,
+                    out_offset: qout.zero,
+                    gain: gain.into_iter().map(|g| g as i32).collect(),
+                }
+            }
+            Op::MaxOut => {
+                // The max of values on one scale is exact on that scale.
+                params[l.output] = qin;
+                QOp::MaxOut
+            }
+            Op::AvgPool { kernel, stride } => {
+                let qout = params[l.output];
+                let n = (kernel[0] * kernel[1]) as f64;
+                let (mult, shift) = quantize_multiplier(qin.scale as f64 / (n * qout.scale as f64));
+                QOp::AvgPool {
+                    kernel: *kernel,
+                    stride: *stride,
+                    in_offset: -qin.zero,
+                    mult,
+                    shift,
+                    out_offset: qout.zero,
+                }
+            }
+        };
+        layers.push(QLayer { name: l.name.clone(), input: l.input, output: l.output, op, macs });
+    }
+    Ok(QGraph {
+        model: g.model.clone(),
+        tensors: g.tensors.clone(),
+        params,
+        input: g.input,
+        layers,
+        outputs: g.outputs.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activation_ranges_hold_zero_exactly() {
+        for range in [[-1.3, 4.2], [0.0, 6.0], [0.5, 2.0], [-3.0, -1.0], [0.0, 0.0]] {
+            let q = QParams::from_range(range);
+            assert_eq!(q.dequantize(q.quantize(0.0)), 0.0, "{range:?}");
+            let [lo, hi] = range;
+            for x in [lo, hi, (lo + hi) / 2.0] {
+                assert!((q.dequantize(q.quantize(x)) - x).abs() <= q.scale / 2.0 + 1e-6, "{range:?} {x}");
+            }
+        }
+        assert_eq!(QParams::from_range([0.0, 0.0]).scale, 1.0 / 255.0);
+    }
+
+    #[test]
+    fn output_stage_clamps_relu6_to_its_levels() {
+        let qout = QParams::from_range([0.0, 8.0]);
+        let s = OutputStage::new("t", &[0.0], &[0.01], true, qout).unwrap();
+        // 1000 * 0.01 = 10 > 6: clamped at the level of 6.
+        assert!((qout.dequantize(s.apply(0, 1000)) - 6.0).abs() <= qout.scale);
+        assert_eq!(qout.dequantize(s.apply(0, -1000)), 0.0);
+        assert!(OutputStage::new("conv", &[1e6], &[1e-6], false, qout).is_err());
+    }
+}

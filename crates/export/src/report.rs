@@ -1,0 +1,179 @@
+//! What an export costs: per layer shapes, MACs and arena offsets; totals of arena (peak RAM),
+//! flash for the weights and MACs. Written as `report.json` and printed as a table.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::graph::{OutputKind, Shape};
+use crate::int8_sim::Tables;
+use crate::plan::{Buffer, Plan};
+use crate::quantize::{QCell, QConv, QGraph, QInvertedResidual, QOp, QParams, QRnnPool};
+
+#[derive(Debug, Serialize)]
+pub struct LayerRow {
+    pub name: String,
+    pub op: &'static str,
+    pub input: Shape,
+    pub output: Shape,
+    pub macs: u64,
+    pub input_offset: usize,
+    pub output_offset: usize,
+    /// `(offset, bytes)` of the layer's scratch in the arena.
+    pub scratch: Option<(usize, usize)>,
+    pub weight_bytes: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OutputRow {
+    pub kind: OutputKind,
+    pub shape: Shape,
+    pub offset: usize,
+    pub quant: QParams,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub model: String,
+    pub input: Shape,
+    pub input_quant: QParams,
+    pub layers: Vec<LayerRow>,
+    pub outputs: Vec<OutputRow>,
+    pub buffers: Vec<Buffer>,
+    /// Peak RAM of the activations: the static arena.
+    pub arena_bytes: usize,
+    /// Flash for weights, biases, requantisation constants, tables and layer parameters
+    /// (code not included: see the sizes `arm-none-eabi-size` prints).
+    pub weight_flash_bytes: usize,
+    pub macs: u64,
+}
+
+fn conv_bytes(c: &QConv) -> usize {
+    c.weight.len() + 12 * c.out.bias.len() + 40
+}
+
+fn cell_bytes(c: &QCell) -> usize {
+    2 * (c.w.len() + c.u.len()) + 4 * (c.bias_gate.len() + c.bias_update.len()) + 48
+}
+
+fn block_bytes(b: &QInvertedResidual) -> usize {
+    b.expand.as_ref().map_or(0, conv_bytes)
+        + conv_bytes(&b.depthwise)
+        + conv_bytes(&b.project)
+        + b.add.as_ref().map_or(0, |_| 36)
+        + 16
+}
+
+fn pool_bytes(p: &QRnnPool) -> usize {
+    cell_bytes(&p.rnn1) + cell_bytes(&p.rnn2) + 48
+}
+
+fn op_name(op: &QOp) -> &'static str {
+    match op {
+        QOp::Conv(c) if c.depthwise => "depthwise_conv",
+        QOp::Conv(c) if c.kernel == 1 => "pointwise_conv",
+        QOp::Conv(_) => "conv",
+        QOp::InvertedResidual(_) => "inverted_residual",
+        QOp::RnnPool(_) => "rnnpool",
+        QOp::RnnPoolInvertedResidual { .. } => "rnnpool+inv_residual",
+        QOp::L2Norm { .. } => "l2norm",
+        QOp::MaxOut => "maxout",
+        QOp::AvgPool { .. } => "avgpool",
+    }
+}
+
+fn weight_bytes(op: &QOp) -> usize {
+    match op {
+        QOp::Conv(c) => conv_bytes(c),
+        QOp::InvertedResidual(b) => block_bytes(b),
+        QOp::RnnPool(p) => pool_bytes(p),
+        QOp::RnnPoolInvertedResidual { pool, expand: e, block } => {
+            pool_bytes(pool) + 2 * e.weight.len() + 12 * e.cout + 40 + block_bytes(block) + 8
+        }
+        QOp::L2Norm { gain, .. } => 4 * gain.len() + 16,
+        QOp::MaxOut => 0,
+        QOp::AvgPool { .. } => 36,
+    }
+}
+
+pub fn report(q: &QGraph, plan: &Plan) -> Report {
+    let layers: Vec<LayerRow> = q
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| LayerRow {
+            name: l.name.clone(),
+            op: op_name(&l.op),
+            input: q.tensors[l.input],
+            output: q.tensors[l.output],
+            macs: l.macs,
+            input_offset: plan.tensor_offset(l.input),
+            output_offset: plan.tensor_offset(l.output),
+            scratch: plan.scratch_offset(i).map(|o| (o, crate::plan::scratch_bytes(q, i))),
+            weight_bytes: weight_bytes(&l.op),
+        })
+        .collect();
+    let tables = if q.layers.iter().any(|l| matches!(l.op, QOp::RnnPool(_) | QOp::RnnPoolInvertedResidual { .. })) {
+        let t = Tables::default();
+        2 * (t.sigmoid.len() + t.tanh.len())
+    } else {
+        0
+    };
+    Report {
+        model: q.model.clone(),
+        input: q.input_shape(),
+        input_quant: q.params[q.input],
+        weight_flash_bytes: layers.iter().map(|l| l.weight_bytes).sum::<usize>() + tables,
+        macs: layers.iter().map(|l| l.macs).sum(),
+        layers,
+        outputs: q
+            .outputs
+            .iter()
+            .map(|(t, kind)| OutputRow {
+                kind: *kind,
+                shape: q.tensors[*t],
+                offset: plan.tensor_offset(*t),
+                quant: q.params[*t],
+            })
+            .collect(),
+        buffers: plan.buffers.clone(),
+        arena_bytes: plan.arena_bytes,
+    }
+}
+
+fn shape(s: Shape) -> String {
+    format!("{}x{}x{}", s[0], s[1], s[2])
+}
+
+impl Report {
+    pub fn table(&self) -> String {
+        let mut t = String::new();
+        let _ = writeln!(
+            t,
+            "{:<16} {:<18} {:>12} {:>12} {:>12} {:>8} {:>8} {:>15} {:>8}",
+            "layer", "op", "input", "output", "MACs", "in@", "out@", "scratch@+bytes", "flash"
+        );
+        for l in &self.layers {
+            let scratch = l.scratch.map_or("-".to_string(), |(o, b)| format!("{o}+{b}"));
+            let _ = writeln!(
+                t,
+                "{:<16} {:<18} {:>12} {:>12} {:>12} {:>8} {:>8} {:>15} {:>8}",
+                l.name,
+                l.op,
+                shape(l.input),
+                shape(l.output),
+                l.macs,
+                l.input_offset,
+                l.output_offset,
+                scratch,
+                l.weight_bytes
+            );
+        }
+        let _ = writeln!(
+            t,
+            "total: arena (peak RAM) {} B, weights in flash {} B, {} MACs",
+            self.arena_bytes, self.weight_flash_bytes, self.macs
+        );
+        t
+    }
+}

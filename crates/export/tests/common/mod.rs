@@ -1,0 +1,166 @@
+//! The EdgeML model fixtures as export inputs.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use burn::prelude::*;
+use export::graph::OutputKind;
+use export::{Graph, QGraph, codegen, int8_sim, plan};
+use models::{FaceArch, MobileNetV2Config};
+use rnnpool_core::StateDict;
+use train::net::Net;
+
+pub fn fixture_dir() -> PathBuf {
+    std::env::var_os("RNNPOOL_MODEL_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/models"))
+}
+
+pub struct Fixture {
+    pub name: String,
+    pub graph: Graph,
+    /// HWC images of the fixture's batch.
+    pub inputs: Vec<Vec<f32>>,
+    /// Per image, the reference outputs in the graph's output order (flattened NHWC).
+    pub expected: Vec<Vec<f32>>,
+}
+
+/// Every model fixture, lowered.
+pub fn fixtures() -> Vec<Fixture> {
+    let device = Device::flex();
+    let mut out = Vec::new();
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(fixture_dir())
+        .unwrap_or_else(|e| panic!("{}: {e}", fixture_dir().display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        let state = StateDict::load(&path).unwrap();
+        let arch = state.metadata().get("arch").cloned().unwrap_or_default();
+        let (name, net) = match FaceArch::from_edgeml_name(&arch) {
+            Some(a) => (arch.clone(), Net::Face(a.init(&device).unwrap().load_edgeml(&state).unwrap())),
+            None => (
+                "vww".to_string(),
+                Net::MobileNetV2(MobileNetV2Config::vww().init(&device).unwrap().load_state(&state).unwrap()),
+            ),
+        };
+        let input = state.get_any("input").unwrap();
+        let [b, c, h, w] = [input.shape[0], input.shape[1], input.shape[2], input.shape[3]];
+        let per = c * h * w;
+        let inputs: Vec<Vec<f32>> = (0..b)
+            .map(|i| {
+                let x: Vec<f32> = input.values[i * per..(i + 1) * per].iter().map(|v| *v as f32).collect();
+                export::chw_to_hwc(&x, [c, h, w])
+            })
+            .collect();
+        let graph = export::lower::lower(&name, &net, [h, w, c]).unwrap();
+        let expected = (0..b)
+            .map(|i| {
+                let mut v = Vec::new();
+                if graph.outputs.iter().any(|(_, k)| *k == OutputKind::Logits) {
+                    let l = &state.get_any("logits").unwrap();
+                    let n = l.shape[1];
+                    v.extend(l.values[i * n..(i + 1) * n].iter().map(|x| *x as f32));
+                } else {
+                    // Reference loc [B, P, 4] and conf [B, P, 2] split back into heads.
+                    let loc = &state.get_any("loc").unwrap().values;
+                    let conf = &state.get_any("conf").unwrap().values;
+                    let p = loc.len() / b / 4;
+                    let (mut lo, mut co) = (i * p * 4, i * p * 2);
+                    for (t, kind) in &graph.outputs {
+                        let [hh, ww, _] = graph.tensors[*t];
+                        match kind {
+                            OutputKind::Loc => {
+                                v.extend(loc[lo..lo + hh * ww * 4].iter().map(|x| *x as f32));
+                                lo += hh * ww * 4;
+                            }
+                            _ => {
+                                v.extend(conf[co..co + hh * ww * 2].iter().map(|x| *x as f32));
+                                co += hh * ww * 2;
+                            }
+                        }
+                    }
+                }
+                v
+            })
+            .collect();
+        out.push(Fixture { name, graph, inputs, expected });
+    }
+    assert!(!out.is_empty(), "no fixture in {}", fixture_dir().display());
+    out
+}
+
+/// The graph's outputs, concatenated.
+pub fn outputs<T: Copy>(g: &Graph, tensors: &[Vec<T>]) -> Vec<T> {
+    g.outputs.iter().flat_map(|(t, _)| tensors[*t].iter().copied()).collect()
+}
+
+pub fn work_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rnnpool-export-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub fn sources(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("runtime/src")).unwrap().map(|e| e.unwrap().path()).collect();
+    v.sort();
+    v.push(dir.join("runtime/examples/run_model.c"));
+    v.push(dir.join("model_weights.c"));
+    v
+}
+
+/// Exports `q`, builds it with gcc and the sanitizers, runs it on `inputs`; returns the outputs
+/// of each input, concatenated.
+pub fn run_c(name: &str, q: &QGraph, inputs: &[Vec<i8>]) -> Vec<u8> {
+    let dir = work_dir(name);
+    let p = plan::plan(q);
+    codegen::generate(q, &p).unwrap().write(&dir).unwrap();
+    let exe = dir.join("run_model");
+    let status = Command::new("gcc")
+        .args([
+            "-std=c99",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-O1",
+            "-g",
+            "-fsanitize=address,undefined",
+            "-fno-sanitize-recover=all",
+        ])
+        .arg("-I")
+        .arg(dir.join("runtime/include"))
+        .arg("-I")
+        .arg(&dir)
+        .args(sources(&dir))
+        .arg("-o")
+        .arg(&exe)
+        .status()
+        .expect("gcc");
+    assert!(status.success(), "{name}: gcc failed");
+    let bytes: Vec<u8> = inputs.iter().flatten().map(|v| *v as u8).collect();
+    std::fs::write(dir.join("input.bin"), bytes).unwrap();
+    let out = Command::new(&exe).current_dir(&dir).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{name}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result = std::fs::read(dir.join("output.bin")).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+pub fn simulated(q: &QGraph, inputs: &[Vec<i8>]) -> Vec<u8> {
+    inputs
+        .iter()
+        .flat_map(|x| {
+            let t = int8_sim::run(q, x);
+            q.outputs.iter().flat_map(|(o, _)| t[*o].iter().map(|v| *v as u8).collect::<Vec<_>>()).collect::<Vec<_>>()
+        })
+        .collect()
+}
