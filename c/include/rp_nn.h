@@ -75,6 +75,18 @@ typedef struct {
   int32_t in_offset, mult, shift, out_offset;
 } rp_avgpool_s8_params;
 
+/* An int8 map moved to another scale. */
+typedef struct {
+  int32_t in_offset, mult, shift;
+} rp_rescale_s8;
+
+/* Per pixel, the first map's channels then the second's, both rescaled to the output's scale. */
+typedef struct {
+  uint16_t pixels, channels1, channels2;
+  rp_rescale_s8 first, second;
+  int32_t out_offset;
+} rp_concat_s8_params;
+
 void rp_convolve_s8(const rp_conv_s8_params *p, const int8_t *in, int8_t *out);
 void rp_depthwise_conv_s8(const rp_conv_s8_params *p, const int8_t *in, int8_t *out);
 /* One output row of a depthwise convolution from p->kernel input rows (NULL: padding). */
@@ -102,5 +114,6 @@ void rp_rnnpool_inverted_residual_s8(const rp_rnnpool_inverted_residual_s8_param
 void rp_l2norm_s8(const rp_l2norm_s8_params *p, const int8_t *in, int8_t *out);
 void rp_maxout_s8(const int8_t *in, int32_t pixels, int8_t *out);
 void rp_avgpool_s8(const rp_avgpool_s8_params *p, const int8_t *in, int8_t *out);
+void rp_concat_s8(const rp_concat_s8_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
 
 #endif

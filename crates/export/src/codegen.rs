@@ -26,6 +26,7 @@ pub const RUNTIME: &[(&str, &str)] = &[
     ("src/rp_l2norm_s8.c", include_str!("../../../c/src/rp_l2norm_s8.c")),
     ("src/rp_maxout_s8.c", include_str!("../../../c/src/rp_maxout_s8.c")),
     ("src/rp_avgpool_s8.c", include_str!("../../../c/src/rp_avgpool_s8.c")),
+    ("src/rp_concat_s8.c", include_str!("../../../c/src/rp_concat_s8.c")),
     ("examples/run_model.c", include_str!("../../../c/examples/run_model.c")),
     ("mcu/startup_cortex_m4.c", include_str!("../../../c/mcu/startup_cortex_m4.c")),
     ("Makefile", include_str!("../../../c/Makefile")),
@@ -242,6 +243,24 @@ pub fn generate(q: &QGraph, plan: &Plan) -> Result<Sources, ExportError> {
             }
             QOp::MaxOut => {
                 let _ = writeln!(calls, "  rp_maxout_s8({inp}, {}, {outp}); /* {} */", is[0] * is[1], l.name);
+            }
+            QOp::Concat { other, first: a, second: b, out_offset } => {
+                let os2 = q.tensors[*other];
+                let _ = writeln!(
+                    weights,
+                    "static const rp_concat_s8_params {id} = {{{}, {}, {}, {{{}, {}, {}}}, {{{}, {}, {}}}, {out_offset}}};\n",
+                    is[0] * is[1],
+                    is[2],
+                    os2[2],
+                    a.in_offset,
+                    a.mult,
+                    a.shift,
+                    b.in_offset,
+                    b.mult,
+                    b.shift
+                );
+                let second = at(plan.tensor_offset(*other));
+                let _ = writeln!(calls, "  rp_concat_s8(&{id}, {inp}, {second}, {outp}); /* {} */", l.name);
             }
             QOp::AvgPool { kernel, stride, in_offset, mult, shift, out_offset } => {
                 let _ = writeln!(

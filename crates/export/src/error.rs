@@ -6,8 +6,6 @@ pub enum ExportError {
     Unsupported { layer: String, why: String },
     #[error("{layer}: {why}")]
     Quantization { layer: String, why: String },
-    #[error("input shape {found:?} does not fit the model's {expected:?} ([height, width, channels])")]
-    InputShape { found: Vec<usize>, expected: Vec<usize> },
     #[error("no calibration input")]
     NoCalibration,
     #[error("{path}: no images (.jpg, .jpeg, .png) or Fashion-MNIST files found")]

@@ -42,7 +42,7 @@ pub fn conv(c: &ConvWeights, x: &[f32], [h, w, cin]: Shape) -> (Vec<f32>, Shape)
                     let (xi, wi) = (pixel * cin + g0, (o * k * k + t) * cg);
                     acc += x[xi..xi + cg].iter().zip(&c.weight[wi..wi + cg]).map(|(a, b)| a * b).sum::<f32>();
                 }
-                y[(oy * ow + ox) * cout + o] = if c.relu6 { acc.clamp(0.0, 6.0) } else { acc };
+                y[(oy * ow + ox) * cout + o] = c.act.apply(acc);
             }
         }
     }
@@ -117,6 +117,11 @@ pub fn replicate_last_row_and_column<T: Copy>(y: &mut [T], [oh, ow, c]: Shape) {
     y.copy_within((oh - 2) * row..(oh - 1) * row, (oh - 1) * row);
 }
 
+/// Per pixel, `a`'s channels then `b`'s.
+pub fn concat_channels<T: Copy>(a: &[T], ca: usize, b: &[T], cb: usize) -> Vec<T> {
+    a.chunks(ca).zip(b.chunks(cb)).flat_map(|(p, q)| p.iter().chain(q).copied()).collect()
+}
+
 fn run_layer(op: &Op, x: &[f32], shape: Shape, out_shape: Shape, inner: &mut [[f32; 2]; 3]) -> Vec<f32> {
     let [_, w, ch] = shape;
     match op {
@@ -160,6 +165,7 @@ fn run_layer(op: &Op, x: &[f32], shape: Shape, out_shape: Shape, inner: &mut [[f
             y
         }
         Op::MaxOut => x.chunks(ch).flat_map(|p| [p[0].max(p[1]).max(p[2]), p[3]]).collect(),
+        Op::Concat { .. } => unreachable!("run() handles two-input layers"),
         Op::AvgPool { kernel, stride } => {
             let [oh, ow, _] = out_shape;
             let mut y = vec![0.0; oh * ow * ch];
@@ -192,7 +198,10 @@ pub fn run(g: &Graph, input: &[f32], mut ranges: Option<&mut Ranges>) -> Vec<Vec
             Some(r) => &mut r.inner[i],
             None => &mut scratch,
         };
-        t[l.output] = run_layer(&l.op, &t[l.input], g.tensors[l.input], g.tensors[l.output], inner);
+        t[l.output] = match l.op {
+            Op::Concat { other } => concat_channels(&t[l.input], g.tensors[l.input][2], &t[other], g.tensors[other][2]),
+            _ => run_layer(&l.op, &t[l.input], g.tensors[l.input], g.tensors[l.output], inner),
+        };
     }
     if let Some(r) = ranges {
         for (range, v) in r.tensors.iter_mut().zip(&t) {

@@ -21,7 +21,25 @@ pub struct ConvWeights {
     /// `[cout][kh][kw][cin / groups]`.
     pub weight: Vec<f32>,
     pub bias: Vec<f32>,
-    pub relu6: bool,
+    pub act: Activation,
+}
+
+/// What follows a convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    None,
+    Relu,
+    Relu6,
+}
+
+impl Activation {
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Self::None => x,
+            Self::Relu => x.max(0.0),
+            Self::Relu6 => x.clamp(0.0, 6.0),
+        }
+    }
 }
 
 impl ConvWeights {
@@ -101,6 +119,10 @@ pub enum Op {
         kernel: [usize; 2],
         stride: [usize; 2],
     },
+    /// The layer's input, then `other`'s channels (DenseNet's dense connections).
+    Concat {
+        other: TensorId,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -140,22 +162,20 @@ impl Graph {
     /// Appends a layer reading `input`; returns its output tensor.
     pub fn push(&mut self, name: impl Into<String>, input: TensorId, op: Op) -> TensorId {
         let output = self.tensors.len();
-        self.tensors.push(op_out_shape(&op, self.tensors[input]));
+        let shape = match op {
+            Op::Concat { other } => {
+                let ([h, w, a], [_, _, b]) = (self.tensors[input], self.tensors[other]);
+                [h, w, a + b]
+            }
+            _ => op_out_shape(&op, self.tensors[input]),
+        };
+        self.tensors.push(shape);
         self.layers.push(Layer { name: name.into(), input, output, op });
         output
     }
 
     pub fn input_shape(&self) -> Shape {
         self.tensors[self.input]
-    }
-
-    /// The index of the last layer reading each tensor (`None`: read by no layer).
-    pub fn last_use(&self) -> Vec<Option<usize>> {
-        let mut last = vec![None; self.tensors.len()];
-        for (i, layer) in self.layers.iter().enumerate() {
-            last[layer.input] = Some(i);
-        }
-        last
     }
 }
 
@@ -175,5 +195,7 @@ pub fn op_out_shape(op: &Op, input: Shape) -> Shape {
         Op::AvgPool { kernel, stride } => {
             [(input[0] - kernel[0]) / stride[0] + 1, (input[1] - kernel[1]) / stride[1] + 1, input[2]]
         }
+        // The channels of `other` are added by Graph::push, which knows its shape.
+        Op::Concat { .. } => input,
     }
 }

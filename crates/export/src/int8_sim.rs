@@ -4,9 +4,11 @@
 use crate::fixed::{
     TABLE_LEN, div_round, isqrt, lookup_q15, requantize, rshift_round, sat16, sat32, sigmoid_f64, table_q15, tanh_f64,
 };
-use crate::float_sim::replicate_last_row_and_column;
+use crate::float_sim::{concat_channels, replicate_last_row_and_column};
 use crate::graph::{Shape, taps};
-use crate::quantize::{ADD_LEFT_SHIFT, QAdd, QCell, QConv, QGraph, QInvertedResidual, QOp, QPointwise16, QRnnPool};
+use crate::quantize::{
+    ADD_LEFT_SHIFT, QAdd, QCell, QConv, QGraph, QInvertedResidual, QOp, QPointwise16, QRnnPool, Rescale,
+};
 
 fn clamp8(v: i32, lo: i32, hi: i32) -> i8 {
     v.clamp(lo, hi) as i8
@@ -201,6 +203,14 @@ pub fn run(q: &QGraph, input: &[i8]) -> Vec<Vec<i8>> {
                 y
             }
             QOp::MaxOut => x.chunks(ch).flat_map(|p| [p[0].max(p[1]).max(p[2]), p[3]]).collect(),
+            QOp::Concat { other, first, second, out_offset } => {
+                let rescale = |r: &Rescale, v: &[i8]| -> Vec<i8> {
+                    v.iter()
+                        .map(|&q| clamp8(requantize(q as i32 + r.in_offset, r.mult, r.shift) + out_offset, -128, 127))
+                        .collect()
+                };
+                concat_channels(&rescale(first, x), ch, &rescale(second, &t[*other]), q.tensors[*other][2])
+            }
             QOp::AvgPool { kernel, stride, in_offset, mult, shift, out_offset } => {
                 let [oh, ow, _] = q.tensors[l.output];
                 let w = shape[1];

@@ -5,12 +5,12 @@ use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Linear, PaddingConfig2d};
 use burn::prelude::*;
 use models::blocks::{ConvBnRelu6, InvertedResidual};
-use models::{FaceArch, FaceDetector, MobileNetV2, SmallMobileNet};
+use models::{DenseNet, FaceArch, FaceDetector, MobileNetV2, SmallMobileNet};
 use rnnpool_core::{RnnCell, RnnPool, RnnPoolLayer};
 use train::net::Net;
 
 use crate::error::ExportError;
-use crate::graph::{CellWeights, ConvWeights, Graph, Op, OutputKind, Shape, TensorId};
+use crate::graph::{Activation, CellWeights, ConvWeights, Graph, Op, OutputKind, Shape, TensorId};
 
 fn values<const D: usize>(layer: &str, t: Tensor<D>) -> Result<Vec<f32>, ExportError> {
     t.into_data()
@@ -19,7 +19,12 @@ fn values<const D: usize>(layer: &str, t: Tensor<D>) -> Result<Vec<f32>, ExportE
         .map_err(|e| ExportError::Tensor { layer: layer.into(), message: format!("{e:?}") })
 }
 
-fn conv_weights(name: &str, conv: &Conv2d, bn: Option<&BatchNorm>, relu6: bool) -> Result<ConvWeights, ExportError> {
+fn conv_weights(
+    name: &str,
+    conv: &Conv2d,
+    bn: Option<&BatchNorm>,
+    act: Activation,
+) -> Result<ConvWeights, ExportError> {
     let [cout, cin_g, kh, kw] = conv.weight.dims();
     if kh != kw || conv.stride[0] != conv.stride[1] || conv.dilation != [1, 1] {
         return Err(ExportError::Unsupported {
@@ -72,18 +77,18 @@ fn conv_weights(name: &str, conv: &Conv2d, bn: Option<&BatchNorm>, relu6: bool) 
             }
         }
     }
-    Ok(ConvWeights { cin: cin_g * groups, cout, kernel: kh, stride: conv.stride[0], pad, groups, weight, bias, relu6 })
+    Ok(ConvWeights { cin: cin_g * groups, cout, kernel: kh, stride: conv.stride[0], pad, groups, weight, bias, act })
 }
 
 fn conv_bn_relu6(name: &str, m: &ConvBnRelu6) -> Result<ConvWeights, ExportError> {
-    conv_weights(name, &m.conv, Some(&m.bn), true)
+    conv_weights(name, &m.conv, Some(&m.bn), Activation::Relu6)
 }
 
 fn inverted_residual(name: &str, b: &InvertedResidual) -> Result<Op, ExportError> {
     Ok(Op::InvertedResidual {
         expand: b.expand.as_ref().map(|e| conv_bn_relu6(&format!("{name}.expand"), e)).transpose()?,
         depthwise: conv_bn_relu6(&format!("{name}.depthwise"), &b.depthwise)?,
-        project: conv_weights(&format!("{name}.project"), &b.project, Some(&b.project_bn), false)?,
+        project: conv_weights(&format!("{name}.project"), &b.project, Some(&b.project_bn), Activation::None)?,
         residual: b.residual,
     })
 }
@@ -97,7 +102,17 @@ fn linear(name: &str, l: &Linear) -> Result<ConvWeights, ExportError> {
         Some(b) => values(name, b.val())?,
         None => vec![0.0; fout],
     };
-    Ok(ConvWeights { cin: fin, cout: fout, kernel: 1, stride: 1, pad: 0, groups: 1, weight, bias, relu6: false })
+    Ok(ConvWeights {
+        cin: fin,
+        cout: fout,
+        kernel: 1,
+        stride: 1,
+        pad: 0,
+        groups: 1,
+        weight,
+        bias,
+        act: Activation::None,
+    })
 }
 
 fn cell(name: &str, c: &RnnCell) -> Result<CellWeights, ExportError> {
@@ -153,12 +168,7 @@ pub fn lower(model: &str, net: &Net, input: Shape) -> Result<Graph, ExportError>
         Net::Face(f) => face(&mut g, f)?,
         Net::MobileNetV2(m) => mobilenet_v2(&mut g, m)?,
         Net::Small(m) => small(&mut g, m)?,
-        Net::DenseNet(_) => {
-            return Err(ExportError::Unsupported {
-                layer: "DenseNet121 dense layer".into(),
-                why: "BatchNorm + ReLU before each convolution and channel concatenation have no int8 kernel in the C runtime yet".into(),
-            });
-        }
+        Net::DenseNet(m) => densenet(&mut g, m)?,
     }
     Ok(g)
 }
@@ -215,15 +225,83 @@ fn face_head(g: &mut Graph, f: &FaceDetector, k: usize, source: TensorId) -> Res
     };
     let loc_in = pre(g, &f.loc_pre, "loc.pre")?;
     let name = format!("loc.{k}");
-    let loc = g.push(&name, loc_in, Op::Conv { conv: conv_weights(&name, &f.loc[k], None, false)? });
+    let loc = g.push(&name, loc_in, Op::Conv { conv: conv_weights(&name, &f.loc[k], None, Activation::None)? });
     let conf_in = pre(g, &f.conf_pre, "conf.pre")?;
     let name = format!("conf.{k}");
-    let mut conf = g.push(&name, conf_in, Op::Conv { conv: conv_weights(&name, &f.conf[k], None, false)? });
+    let mut conf = g.push(&name, conf_in, Op::Conv { conv: conv_weights(&name, &f.conf[k], None, Activation::None)? });
     if k == 0 {
         conf = g.push("conf.0.maxout", conf, Op::MaxOut);
     }
     g.outputs.push((loc, OutputKind::Loc));
     g.outputs.push((conf, OutputKind::Conf));
+    Ok(())
+}
+
+/// Eval-mode BatchNorm + ReLU on its own (DenseNet's pre-activation), as a per-channel 1x1
+/// depthwise convolution: `relu(x * gamma / sigma + beta - mean * gamma / sigma)`.
+fn batch_norm_relu(name: &str, bn: &BatchNorm) -> Result<ConvWeights, ExportError> {
+    let gamma = values(name, bn.gamma.val())?;
+    let beta = values(name, bn.beta.val())?;
+    let mean = values(name, bn.running_mean.value())?;
+    let var = values(name, bn.running_var.value())?;
+    let scale: Vec<f32> = gamma.iter().zip(&var).map(|(g, v)| g / (v + bn.epsilon as f32).sqrt()).collect();
+    let bias = beta.iter().zip(&mean).zip(&scale).map(|((b, m), s)| b - m * s).collect();
+    let c = gamma.len();
+    Ok(ConvWeights {
+        cin: c,
+        cout: c,
+        kernel: 1,
+        stride: 1,
+        pad: 0,
+        groups: c,
+        weight: scale,
+        bias,
+        act: Activation::Relu,
+    })
+}
+
+/// DenseNet121(-RNNPool): dense layers as BN+ReLU, 1x1 conv (with the next BatchNorm and ReLU
+/// folded in), 3x3 conv, and a concatenation; transitions as BN+ReLU, 1x1 conv, 2x2 average pool.
+fn densenet(g: &mut Graph, m: &DenseNet) -> Result<(), ExportError> {
+    let mut x =
+        g.push("conv0", g.input, Op::Conv { conv: conv_weights("conv0", &m.conv0, Some(&m.norm0), Activation::Relu)? });
+    if m.pool0.is_some() {
+        return Err(ExportError::Unsupported {
+            layer: "pool0 (3x3 max pooling)".into(),
+            why: "the C runtime has no max pooling; DenseNet121-RNNPool, which replaces it, exports".into(),
+        });
+    }
+    if let Some(pool) = &m.rnn_pool {
+        x = rnnpool_layer(g, "rnn_pool", x, pool)?;
+    }
+    for (b, (block, transition)) in m.blocks.iter().zip(&m.transitions).enumerate() {
+        for (i, layer) in block.iter().enumerate() {
+            let name = format!("block{}.{i}", b + 1);
+            let h = g.push(format!("{name}.norm1"), x, Op::Conv { conv: batch_norm_relu(&name, &layer.norm1)? });
+            let conv1 = conv_weights(&format!("{name}.conv1"), &layer.conv1, Some(&layer.norm2), Activation::Relu)?;
+            let h = g.push(format!("{name}.conv1"), h, Op::Conv { conv: conv1 });
+            let conv2 = conv_weights(&format!("{name}.conv2"), &layer.conv2, None, Activation::None)?;
+            let h = g.push(format!("{name}.conv2"), h, Op::Conv { conv: conv2 });
+            x = g.push(format!("{name}.concat"), x, Op::Concat { other: h });
+        }
+        if let Some(t) = transition {
+            let name = format!("transition{}", b + 1);
+            let h = g.push(format!("{name}.norm"), x, Op::Conv { conv: batch_norm_relu(&name, &t.norm)? });
+            let conv = conv_weights(&format!("{name}.conv"), &t.conv, None, Activation::None)?;
+            let h = g.push(format!("{name}.conv"), h, Op::Conv { conv });
+            if t.pool.padding != PaddingConfig2d::Valid {
+                return Err(ExportError::Unsupported {
+                    layer: format!("{name}.pool"),
+                    why: "padded average pooling".into(),
+                });
+            }
+            x = g.push(format!("{name}.pool"), h, Op::AvgPool { kernel: t.pool.kernel_size, stride: t.pool.stride });
+        }
+    }
+    x = g.push("norm5", x, Op::Conv { conv: batch_norm_relu("norm5", &m.norm5)? });
+    x = global_avg_pool(g, "avgpool", x);
+    let logits = g.push("classifier", x, Op::Conv { conv: linear("classifier", &m.classifier)? });
+    g.outputs.push((logits, OutputKind::Logits));
     Ok(())
 }
 
@@ -281,4 +359,30 @@ fn small(g: &mut Graph, m: &SmallMobileNet) -> Result<(), ExportError> {
     let logits = g.push("classifier", x, Op::Conv { conv: linear("classifier", &m.classifier)? });
     g.outputs.push((logits, OutputKind::Logits));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use models::{DenseNetConfig, SmallMobileNetConfig};
+    use rnnpool_core::{RnnCellKind, RnnPoolLayerConfig};
+
+    #[test]
+    fn layers_without_a_kernel_are_errors_naming_them() {
+        let device = Device::flex();
+        let mut small = SmallMobileNetConfig::new().init(&device).unwrap();
+        small.rnn_pool =
+            Some(RnnPoolLayerConfig::square(16, 4, 2, 8, 8).with_cell(RnnCellKind::Gru).init(&device).unwrap());
+        let err = |r: Result<Graph, ExportError>| r.err().map(|e| e.to_string()).unwrap_or_default();
+        let e = err(lower("small", &Net::Small(small), [28, 28, 1]));
+        assert!(e.contains("rnn_pool.rnn1") && e.contains("GRU"), "{e}");
+
+        let dense = DenseNetConfig::new().with_block_config([1, 1, 1, 1]).with_growth_rate(4).with_init_features(8);
+        let e = err(lower("densenet", &Net::DenseNet(dense.init(&device).unwrap()), [32, 32, 3]));
+        assert!(e.contains("pool0 (3x3 max pooling)"), "{e}");
+
+        let face = FaceArch::M4.init(&device).unwrap();
+        let e = err(lower("face_m4", &Net::Face(face), [8, 8, 1]));
+        assert!(e.contains("patch"), "{e}");
+    }
 }

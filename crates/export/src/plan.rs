@@ -89,7 +89,9 @@ pub fn plan(q: &QGraph) -> Plan {
             continue;
         }
         let first = producer.map_or(-1, |i| i as isize);
-        let mut last = q.layers.iter().rposition(|l| l.input == id).map_or(first, |i| i as isize);
+        let reads =
+            |l: &crate::quantize::QLayer| l.input == id || matches!(l.op, QOp::Concat { other, .. } if other == id);
+        let mut last = q.layers.iter().rposition(reads).map_or(first, |i| i as isize);
         if q.outputs.iter().any(|(o, _)| *o == id) {
             last = n;
         }

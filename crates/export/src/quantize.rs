@@ -13,7 +13,7 @@
 use crate::error::ExportError;
 use crate::fixed::{Q12_ONE, quantize_multiplier, requantize, sat32};
 use crate::float_sim::Ranges;
-use crate::graph::{CellWeights, ConvWeights, Graph, Op, OutputKind, Shape, TensorId};
+use crate::graph::{Activation, CellWeights, ConvWeights, Graph, Op, OutputKind, Shape, TensorId};
 
 /// `real = scale * (q - zero)`.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
@@ -72,7 +72,7 @@ pub struct OutputStage {
 
 impl OutputStage {
     /// Per channel, from the sum's real scale `acc_scale[o]`; the bias must fit 30 bits.
-    fn new(name: &str, bias: &[f32], acc_scale: &[f64], relu6: bool, qout: QParams) -> Result<Self, ExportError> {
+    fn new(name: &str, bias: &[f32], acc_scale: &[f64], act: Activation, qout: QParams) -> Result<Self, ExportError> {
         let mut s = Self {
             bias: Vec::new(),
             mult: Vec::new(),
@@ -94,9 +94,11 @@ impl OutputStage {
             s.mult.push(m);
             s.shift.push(sh);
         }
-        // ReLU6 clamps to the levels of 0 and 6.
-        if relu6 {
+        // ReLU clamps at the level of 0, ReLU6 also at that of 6.
+        if act != Activation::None {
             s.act_min = qout.zero.max(-128);
+        }
+        if act == Activation::Relu6 {
             s.act_max = (qout.zero + (6.0 / qout.scale).round() as i32).min(127);
         }
         Ok(s)
@@ -224,6 +226,29 @@ pub enum QOp {
         shift: i32,
         out_offset: i32,
     },
+    /// The input's channels then `other`'s, each rescaled to the output's scale.
+    Concat {
+        other: TensorId,
+        first: Rescale,
+        second: Rescale,
+        out_offset: i32,
+    },
+}
+
+/// An int8 map moved to another scale: `requantize(q + in_offset, mult, shift)` (then plus
+/// the new zero point).
+#[derive(Clone, Copy, Debug)]
+pub struct Rescale {
+    pub in_offset: i32,
+    pub mult: i32,
+    pub shift: i32,
+}
+
+impl Rescale {
+    fn new(from: QParams, to: QParams) -> Self {
+        let (mult, shift) = quantize_multiplier(from.scale as f64 / to.scale as f64);
+        Self { in_offset: -from.zero, mult, shift }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -270,7 +295,7 @@ fn quantize_conv(name: &str, c: &ConvWeights, qin: QParams, qout: QParams) -> Re
         depthwise: c.depthwise(),
         in_offset: -qin.zero,
         weight,
-        out: OutputStage::new(name, &c.bias, &acc_scale, c.relu6, qout)?,
+        out: OutputStage::new(name, &c.bias, &acc_scale, c.act, qout)?,
     })
 }
 
@@ -300,7 +325,7 @@ fn quantize_pointwise16(name: &str, c: &ConvWeights, qout: QParams) -> Result<QP
         cout: c.cout,
         pre_shift,
         weight,
-        out: OutputStage::new(name, &c.bias, &acc_scale, c.relu6, qout)?,
+        out: OutputStage::new(name, &c.bias, &acc_scale, c.act, qout)?,
     })
 }
 
@@ -482,6 +507,15 @@ pub fn quantize(g: &Graph, ranges: &Ranges) -> Result<QGraph, ExportError> {
                 params[l.output] = qin;
                 QOp::MaxOut
             }
+            Op::Concat { other } => {
+                let qout = params[l.output];
+                QOp::Concat {
+                    other: *other,
+                    first: Rescale::new(qin, qout),
+                    second: Rescale::new(params[*other], qout),
+                    out_offset: qout.zero,
+                }
+            }
             Op::AvgPool { kernel, stride } => {
                 let qout = params[l.output];
                 let n = (kernel[0] * kernel[1]) as f64;
@@ -528,10 +562,10 @@ mod tests {
     #[test]
     fn output_stage_clamps_relu6_to_its_levels() {
         let qout = QParams::from_range([0.0, 8.0]);
-        let s = OutputStage::new("t", &[0.0], &[0.01], true, qout).unwrap();
+        let s = OutputStage::new("t", &[0.0], &[0.01], Activation::Relu6, qout).unwrap();
         // 1000 * 0.01 = 10 > 6: clamped at the level of 6.
         assert!((qout.dequantize(s.apply(0, 1000)) - 6.0).abs() <= qout.scale);
         assert_eq!(qout.dequantize(s.apply(0, -1000)), 0.0);
-        assert!(OutputStage::new("conv", &[1e6], &[1e-6], false, qout).is_err());
+        assert!(OutputStage::new("conv", &[1e6], &[1e-6], Activation::None, qout).is_err());
     }
 }

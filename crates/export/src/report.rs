@@ -79,6 +79,7 @@ fn op_name(op: &QOp) -> &'static str {
         QOp::L2Norm { .. } => "l2norm",
         QOp::MaxOut => "maxout",
         QOp::AvgPool { .. } => "avgpool",
+        QOp::Concat { .. } => "concat",
     }
 }
 
@@ -93,6 +94,7 @@ fn weight_bytes(op: &QOp) -> usize {
         QOp::L2Norm { gain, .. } => 4 * gain.len() + 16,
         QOp::MaxOut => 0,
         QOp::AvgPool { .. } => 36,
+        QOp::Concat { .. } => 40,
     }
 }
 

@@ -1,14 +1,15 @@
 //! The generated C, compiled with the host gcc (-Wall -Wextra -Werror, address and
 //! undefined-behaviour sanitizers), gives exactly the int8 simulator's outputs, for every
-//! model fixture and for the small classifier with either pooling, MobileNetV2 and MobileNetV2
-//! with two RNNPools, on several inputs.
+//! model fixture and for the small classifier with either pooling, MobileNetV2, MobileNetV2
+//! with two RNNPools and a small DenseNet-RNNPool, on several inputs.
 
 mod common;
 
 use burn::prelude::*;
 use common::{run_c, simulated};
 use export::{QGraph, quantize};
-use models::{MobileNetV2Config, SmallMobileNetConfig, StemPooling};
+use models::densenet::DenseRnnPoolConfig;
+use models::{DenseNetConfig, MobileNetV2Config, SmallMobileNetConfig, StemPooling};
 use train::net::Net;
 
 /// The calibration images, a mirrored one and two of noise in the input's range.
@@ -64,8 +65,28 @@ fn generated_c_matches_the_simulator_on_the_other_classifiers() {
     let cases = [
         ("small_rnnpool", small(StemPooling::RnnPool { hidden: 8 }), [28, 28, 1]),
         ("small_avgpool", small(StemPooling::Average), [28, 28, 1]),
-        ("mobilenetv2_0.35", mobilenet(MobileNetV2Config::new().with_num_classes(10).with_width_mult(0.35)), [32, 32, 3]),
+        (
+            "mobilenetv2_0.35",
+            mobilenet(MobileNetV2Config::new().with_num_classes(10).with_width_mult(0.35)),
+            [32, 32, 3],
+        ),
         ("vww_two_rnnpools", mobilenet(MobileNetV2Config::vww_two_rnnpools()), [96, 96, 3]),
+        // DenseNet121-RNNPool's layer types at a size that compiles quickly.
+        (
+            "densenet_rnnpool_small",
+            Net::DenseNet(
+                DenseNetConfig::new()
+                    .with_num_classes(10)
+                    .with_growth_rate(8)
+                    .with_block_config([2, 2, 3, 2])
+                    .with_init_features(16)
+                    .with_bn_size(2)
+                    .with_rnnpool(Some(DenseRnnPoolConfig::new().with_hidden(8).with_transition_out(24)))
+                    .init(&device)
+                    .unwrap(),
+            ),
+            [64, 64, 3],
+        ),
     ];
     for (name, net, shape) in cases {
         let g = export::lower::lower(name, &net, shape).unwrap();

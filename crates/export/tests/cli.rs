@@ -1,5 +1,5 @@
 //! The `export` command end to end: C, runtime and report for the README's face model, clear
-//! errors for what it cannot do, and int8-vs-float faithfulness of a trained classifier.
+//! errors for bad input, and int8-vs-float faithfulness of a trained classifier.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -56,7 +56,7 @@ fn writes_c_runtime_and_report_for_face_m4() {
 }
 
 #[test]
-fn unsupported_models_and_bad_inputs_are_clear_errors() {
+fn bad_inputs_are_clear_errors() {
     let out = tmp("errors");
     let o = out.to_str().unwrap();
     let images = "datasets/wider_sample/WIDER_train/images";

@@ -41,3 +41,47 @@ fn int8_outputs_follow_the_float_outputs() {
         }
     }
 }
+
+/// DenseNet121-RNNPool has no fixture: its lowered float graph against burn's own forward pass.
+/// A fresh model's running statistics (mean 0, variance 1) make a deep net's output nearly
+/// constant, so BatchNorm first takes the statistics of a batch (momentum 1, one training-mode
+/// pass): then every layer's output varies with the input.
+#[test]
+fn lowered_densenet_reproduces_burn_forward() {
+    use burn::prelude::*;
+    use models::DenseNetConfig;
+    use train::net::Net;
+    let plain = Device::flex();
+    let device = plain.clone().autodiff();
+    device.seed(11);
+    let mut m = DenseNetConfig::rnnpool_121(10).init(&device).unwrap();
+    m.norm0.momentum = 1.0;
+    m.norm5.momentum = 1.0;
+    for layer in m.blocks.iter_mut().flatten() {
+        (layer.norm1.momentum, layer.norm2.momentum) = (1.0, 1.0);
+    }
+    for t in m.transitions.iter_mut().flatten() {
+        t.norm.momentum = 1.0;
+    }
+    let [h, w, c] = [64, 64, 3];
+    let image = |k: usize| -> Vec<f32> { (0..c * h * w).map(|i| ((i * 31 * k) % 97) as f32 / 40.0 - 1.2).collect() };
+    let batch: Vec<f32> = (1..5).flat_map(image).collect();
+    let _ = m.forward(Tensor::<4>::from_data(burn::tensor::TensorData::new(batch, [4, c, h, w]), &device)).unwrap();
+    let net = Net::DenseNet(m.valid());
+    let g = export::lower::lower("densenet121_rnnpool", &net, [h, w, c]).unwrap();
+    let mut outs = Vec::new();
+    for k in [1, 7] {
+        let chw = image(k);
+        let want = net
+            .classify(Tensor::<4>::from_data(burn::tensor::TensorData::new(chw.clone(), [1, c, h, w]), &plain))
+            .unwrap();
+        let want = want.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+        let got = outputs(&g, &float_sim::run(&g, &export::chw_to_hwc(&chw, [c, h, w]), None));
+        let err = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max) / max_abs(&want);
+        eprintln!("densenet121_rnnpool, input {k}: float graph vs burn rel err {err:.2e}, logits {want:.3?}");
+        assert!(err < 1e-3, "{err}");
+        outs.push(want);
+    }
+    let spread = outs[0].iter().zip(&outs[1]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max) / max_abs(&outs[0]);
+    assert!(spread > 0.01, "the logits hardly depend on the input ({spread}): the comparison would prove little");
+}

@@ -25,19 +25,53 @@ pub fn device(backend: &str) -> Result<Device, TrainError> {
     }
 }
 
+/// `n` devices for data-parallel training: the first as [`device`] gives it, then wgpu's
+/// discrete GPUs 1..n, or (CPU backends) the same CPU device again.
+pub fn devices(backend: &str, n: usize) -> Result<Vec<Device>, TrainError> {
+    let first = device(backend)?;
+    let mut all = vec![first.clone()];
+    for i in 1..n {
+        let d = if backend == "wgpu" {
+            wgpu_gpu(i).ok_or_else(|| TrainError::Backend {
+                backend: backend.into(),
+                message: format!("train.devices = {n}, but GPU {i} is not there"),
+            })?
+        } else {
+            first.clone()
+        };
+        all.push(d);
+    }
+    Ok(all)
+}
+
 #[cfg(feature = "wgpu")]
-fn wgpu_device() -> Option<Device> {
+fn probe(kind: burn::tensor::DeviceKind) -> Option<Device> {
     // Adapter discovery panics inside wgpu when there is none; turn that into our error.
     std::panic::catch_unwind(|| {
-        let d = Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
+        let d = Device::wgpu(kind);
         let _probe = burn::prelude::Tensor::<1>::zeros([1], &d).into_data();
         d
     })
     .ok()
 }
 
+#[cfg(feature = "wgpu")]
+fn wgpu_device() -> Option<Device> {
+    probe(burn::tensor::DeviceKind::DefaultDevice)
+}
+
+#[cfg(feature = "wgpu")]
+fn wgpu_gpu(i: usize) -> Option<Device> {
+    probe(burn::tensor::DeviceKind::DiscreteGpu(i))
+}
+
 #[cfg(not(feature = "wgpu"))]
 fn wgpu_device() -> Option<Device> {
+    None
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn wgpu_gpu(_: usize) -> Option<Device> {
     None
 }
 

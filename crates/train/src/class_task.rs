@@ -115,10 +115,10 @@ impl ClassTask {
         })
     }
 
-    fn batch(&self, data: &ClassData, indices: &[usize]) -> Result<ClassBatch, TrainError> {
+    fn batch(&self, data: &ClassData, indices: &[usize], device: &Device) -> Result<ClassBatch, TrainError> {
         let items: Vec<ClassItem> =
             self.loaders.install(|| indices.par_iter().map(|&i| data.get(i)).collect::<Result<_, _>>())?;
-        Ok(ClassBatcher.batch(items, &self.device))
+        Ok(ClassBatcher.batch(items, device))
     }
 }
 
@@ -142,8 +142,8 @@ impl Task for ClassTask {
         self.train.set_epoch(epoch);
     }
 
-    fn loss(&self, net: &Net, indices: &[usize]) -> Result<StepLoss, TrainError> {
-        let b = self.batch(&self.train, indices)?;
+    fn loss(&self, net: &Net, indices: &[usize], device: &Device) -> Result<StepLoss, TrainError> {
+        let b = self.batch(&self.train, indices, device)?;
         let logits = net.classify(b.images)?;
         let total = CrossEntropyLossConfig::new().init(&logits.device()).forward(logits, b.labels);
         Ok(StepLoss { total, loc: None, conf: None })
@@ -154,7 +154,7 @@ impl Task for ClassTask {
         let (mut loss, mut top1, mut top5) = (0.0f64, 0usize, 0usize);
         for start in (0..n).step_by(self.eval_batch) {
             let idx: Vec<usize> = (start..(start + self.eval_batch).min(n)).collect();
-            let b = self.batch(&self.val, &idx)?;
+            let b = self.batch(&self.val, &idx, &self.device)?;
             let labels: Vec<usize> = b.labels.clone().into_data().iter::<i64>().map(|l| l as usize).collect();
             let logits = net.classify(b.images)?;
             let classes = logits.dims()[1];

@@ -71,6 +71,10 @@ pub struct TrainSection {
     pub checkpoint_every: usize,
     /// flex | ndarray | wgpu
     pub backend: String,
+    /// Data-parallel replicas: each micro-batch is split across this many devices of the
+    /// backend (wgpu: GPUs 0..n; CPU backends: replicas on the one CPU, for testing), their
+    /// gradients summed on the first.
+    pub devices: usize,
     /// Worker threads decoding and augmenting images.
     pub workers: usize,
     /// RNNPool-Face-M4's hard-threshold sparsification of the RNN weights after every step.
@@ -93,6 +97,7 @@ impl Default for TrainSection {
             seed: 0,
             checkpoint_every: 500,
             backend: "flex".into(),
+            devices: 1,
             workers: 2,
             sparsify: false,
             eval_every: 1,
@@ -177,6 +182,12 @@ impl Config {
         }
         if t.batch_size == 0 {
             return bad("train.batch_size", "must be at least 1".into());
+        }
+        if t.devices == 0 {
+            return bad("train.devices", "must be at least 1".into());
+        }
+        if t.devices > t.batch_size {
+            return bad("train.devices", format!("{} devices cannot share a batch of {}", t.devices, t.batch_size));
         }
         if t.accumulation == 0 {
             return bad("train.accumulation", "must be at least 1".into());

@@ -175,8 +175,8 @@ impl Task for FaceTask {
         self.train.set_epoch(epoch);
     }
 
-    fn loss(&self, net: &Net, indices: &[usize]) -> Result<StepLoss, TrainError> {
-        let batch = self.loaders.install(|| load_batch(&self.train, indices, &self.device))?;
+    fn loss(&self, net: &Net, indices: &[usize], device: &Device) -> Result<StepLoss, TrainError> {
+        let batch = self.loaders.install(|| load_batch(&self.train, indices, device))?;
         let loss = batch_loss(face_model(net)?, batch)?;
         Ok(StepLoss {
             loc: Some(loss.loc.clone().into_scalar::<f32>() as f64),

@@ -28,7 +28,8 @@ pub trait Task {
     fn len(&self) -> usize;
     /// The epoch whose augmentation the training samples draw.
     fn set_epoch(&self, epoch: u64);
-    fn loss(&self, net: &Net, indices: &[usize]) -> Result<StepLoss, TrainError>;
+    /// The loss of `net` (on the autodiff `device`, whose plain device gets the batch).
+    fn loss(&self, net: &Net, indices: &[usize], device: &Device) -> Result<StepLoss, TrainError>;
     /// Validation of `net` (already in evaluation mode).
     fn evaluate(&self, net: &Net) -> Result<Evaluation, TrainError>;
 }

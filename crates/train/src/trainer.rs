@@ -155,7 +155,18 @@ pub fn build_task(cfg: &Config, kind: ModelKind, device: &Device) -> Result<Box<
 }
 
 pub fn train(cfg: &Config, opts: &RunOptions) -> Result<RunSummary, TrainError> {
-    let device = crate::backend::device(&cfg.train.backend)?.autodiff();
+    let devices = crate::backend::devices(&cfg.train.backend, cfg.train.devices)?;
+    train_on(cfg, opts, &devices)
+}
+
+/// [`train`] on the given devices (the first holds the model, the optimizer and the
+/// evaluation; with several, each micro-batch is split across all of them).
+pub fn train_on(cfg: &Config, opts: &RunOptions, devices: &[Device]) -> Result<RunSummary, TrainError> {
+    let replicas: Vec<Device> = devices.iter().map(|d| d.clone().autodiff()).collect();
+    let device = replicas.first().cloned().ok_or_else(|| TrainError::Backend {
+        backend: cfg.train.backend.clone(),
+        message: "no device to train on".into(),
+    })?;
     let (kind, mut net) = build_model(cfg, &device)?;
     let out = cfg.output.dir.clone();
     std::fs::create_dir_all(&out).map_err(TrainError::io(&out))?;
@@ -210,10 +221,18 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<RunSummary, TrainError> 
         let lr = schedule.lr(state.step);
         let mut grads = GradientsAccumulator::<Net>::new();
         for micro in samples[in_epoch * per_step..((in_epoch + 1) * per_step).min(n)].chunks(t.batch_size) {
-            let loss = task.loss(&net, micro)?;
-            sums.add(&loss, micro.len());
-            let scaled = loss.total / t.accumulation as f64;
-            grads.accumulate(&net, GradientsParams::from_grads(scaled.backward(), &net));
+            // Data parallel: each device takes a shard of the micro-batch with its own copy
+            // of the model (burn's fork); the gradients come back to the first device. The
+            // shards' losses are weighted as accumulated micro-batches would be.
+            let shards: Vec<&[usize]> = micro.chunks(micro.len().div_ceil(replicas.len())).collect();
+            let weight = (t.accumulation * shards.len()) as f64;
+            for (i, (shard, replica_device)) in shards.iter().zip(&replicas).enumerate() {
+                let replica = if i == 0 { net.clone() } else { net.clone().fork(replica_device) };
+                let loss = task.loss(&replica, shard, replica_device)?;
+                sums.add(&loss, shard.len());
+                let g = GradientsParams::from_grads((loss.total / weight).backward(), &replica);
+                grads.accumulate(&net, if i == 0 { g } else { g.to_device(&device, &net) });
+            }
         }
         net = optim.step(lr, net, grads.grads());
         if t.sparsify
