@@ -46,13 +46,18 @@ pub fn devices(backend: &str, n: usize) -> Result<Vec<Device>, TrainError> {
 
 #[cfg(feature = "wgpu")]
 fn probe(kind: burn::tensor::DeviceKind) -> Option<Device> {
-    // Adapter discovery panics inside wgpu when there is none; turn that into our error.
-    std::panic::catch_unwind(|| {
+    // Without an adapter cubecl panics (on its device thread, then on ours); turn that into our
+    // error, without the panic messages that would bury it.
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let device = std::panic::catch_unwind(|| {
         let d = Device::wgpu(kind);
         let _probe = burn::prelude::Tensor::<1>::zeros([1], &d).into_data();
         d
     })
-    .ok()
+    .ok();
+    std::panic::set_hook(report);
+    device
 }
 
 #[cfg(feature = "wgpu")]
