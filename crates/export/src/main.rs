@@ -129,6 +129,13 @@ fn main() -> Result<()> {
 
     let images = calibration_inputs(&args.calibration, shape, pre, args.calibration_limit)
         .with_context(|| format!("calibration data {}", args.calibration.display()))?;
+    if images.is_empty() {
+        bail!(
+            "no calibration images in {} (--calibration-limit {})",
+            args.calibration.display(),
+            args.calibration_limit
+        );
+    }
     let pb = bar(images.len(), "calibrating");
     let mut ranges = export::float_sim::Ranges::new(&graph);
     for x in &images {
