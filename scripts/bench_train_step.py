@@ -5,6 +5,10 @@ matching and 3:1 hard negative mining on the same fixed faces) and of the VWW
 MobileNetV2-0.35x-RNNPool (batch 16 x 3x224x224, cross-entropy). Median ms over steps.
 
   python3 scripts/bench_train_step.py --threads 2 --steps 10 [--case face_m4|vww]
+  python3 scripts/bench_train_step.py --device cuda --case face_m4 --batch 64   # the paper's M4 batch
+
+--batch and --size override the batch (8, 16) and input side (320, 224). On CUDA the step is timed
+after torch.cuda.synchronize(); the first step (warm-up) is not counted.
 
 The RNNPool layer is ../shared/bench/torch_rnnpool.py's (checked against the fixtures); the
 rest follows EdgeML's RPool_Face_M4.py and model_mobilenet_rnnpool.py. Needs torch.
@@ -73,13 +77,13 @@ class FaceM4(nn.Module):
         return torch.cat(locs, 1).view(x.shape[0], -1, 4), torch.cat(confs, 1).view(x.shape[0], -1, 2), maps
 
 
-def priors(img, maps, steps=(8, 8, 16, 16), anchors=(8, 16, 32, 48)):
+def priors(img, maps, steps=(8, 8, 16, 16), anchors=(8, 16, 32, 48), device="cpu"):
     out = []
     for (fh, fw), st, a in zip(maps, steps, anchors):
         for i in range(fh):
             for j in range(fw):
                 out.append([(j + 0.5) * st / img, (i + 0.5) * st / img, a / img, a / img])
-    return torch.tensor(out)
+    return torch.tensor(out, device=device)
 
 
 def iou(a, b):
@@ -145,30 +149,35 @@ class VWW(nn.Module):
         return self.fc(h.mean((2, 3)))
 
 
-def bench(case, steps):
+def bench(case, steps, device="cpu", batch=None, size=None):
     if case == "face_m4":
-        model, batch = FaceM4(), 8
-        faces = [torch.tensor([[0.1 + 0.02 * i, 0.1, 0.15 + 0.02 * i, 0.16], [0.4, 0.3 + 0.02 * i, 0.5, 0.42 + 0.02 * i], [0.6, 0.6, 0.85, 0.9]]) for i in range(batch)]
+        model, batch, size = FaceM4(), batch or 8, size or 320
+        faces = [torch.tensor([[0.1 + 0.02 * i, 0.1, 0.15 + 0.02 * i, 0.16], [0.4, 0.3 + 0.02 * i, 0.5, 0.42 + 0.02 * i], [0.6, 0.6, 0.85, 0.9]], device=device) for i in range(batch)]
     else:
-        model, batch = VWW(), 16
-        labels = torch.arange(batch) % 2
+        model, batch, size = VWW(), batch or 16, size or 224
+        labels = torch.arange(batch, device=device) % 2
+    model = model.to(device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     times = []
     for _ in range(steps + 1):
-        x = torch.randn(batch, 1, 320, 320) * 60 if case == "face_m4" else torch.randn(batch, 3, 224, 224)
+        shape = (batch, 1, size, size) if case == "face_m4" else (batch, 3, size, size)
+        x = torch.randn(*shape, device=device) * (60 if case == "face_m4" else 1)
+        sync()
         t0 = time.perf_counter()
         if case == "face_m4":
             loc, conf, maps = model(x)
-            loss = multibox(loc, conf, priors(320, maps), faces)
+            loss = multibox(loc, conf, priors(size, maps, device=device), faces)
         else:
             loss = F.cross_entropy(model(x), labels)
         opt.zero_grad()
         loss.backward()
         opt.step()
+        sync()
         times.append(time.perf_counter() - t0)
     times = sorted(times[1:])
     ms = times[len(times) // 2] * 1e3
-    return {"case": case, "framework": "pytorch", "threads": torch.get_num_threads(), "batch": batch, "median_ms": round(ms, 1), "images_per_s": round(batch * 1e3 / ms, 1)}
+    return {"case": case, "framework": "pytorch", "device": device, "threads": torch.get_num_threads(), "batch": batch, "size": size, "median_ms": round(ms, 1), "images_per_s": round(batch * 1e3 / ms, 1)}
 
 
 if __name__ == "__main__":
@@ -176,8 +185,11 @@ if __name__ == "__main__":
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--case", default="all")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--batch", type=int)
+    ap.add_argument("--size", type=int)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     for c in ["face_m4", "vww"]:
         if a.case in ("all", c):
-            print(json.dumps(bench(c, a.steps)))
+            print(json.dumps(bench(c, a.steps, a.device, a.batch, a.size)))

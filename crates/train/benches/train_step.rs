@@ -1,8 +1,12 @@
 //! Training-step speed: forward + loss + backward + SGD step, median over steps, in ms and
-//! images/s. RNNPool-Face-M4 at batch 8 x 1x320x320 with the multibox loss on fixed faces, and
-//! the VWW model (MobileNetV2-0.35x-RNNPool) at batch 16 x 3x224x224 with cross-entropy.
+//! images/s. RNNPool-Face-M4 (default batch 8 x 1x320x320) and RNNPool-Face-Quant (default
+//! batch 32 x 3x640x640, the paper's) with the multibox loss on fixed faces, and the VWW model
+//! (MobileNetV2-0.35x-RNNPool, batch 16 x 3x224x224) with cross-entropy.
 //!
-//!   cargo bench -p train --bench train_step [-- --steps 10 --backend flex|ndarray --case face_m4|vww]
+//!   cargo bench -p train --bench train_step [-- --steps 10 --backend flex|ndarray|wgpu
+//!       --case face_m4|face_quant|vww --batch N --size S]
+//! On a GPU: `cargo bench -p train --features wgpu --bench train_step -- --backend wgpu --case
+//! face_m4 --batch 64` (the paper's M4 batch) and `--case face_quant` (batch 32 at 640x640).
 //! One JSON line per case on stdout.
 
 use std::time::Instant;
@@ -24,10 +28,26 @@ fn sgd() -> burn::optim::ModuleOptimizer {
     SgdConfig::new().with_momentum(Some(MomentumConfig::new().with_momentum(0.9).with_dampening(0.0))).init()
 }
 
-fn face_m4(device: &Device, steps: usize) -> Result<Vec<f64>, Box<dyn std::error::Error>> {
-    let mut model = FaceArch::M4.init(device)?;
+type Run = fn(&Device, usize, usize, usize) -> Result<Vec<f64>, Box<dyn std::error::Error>>;
+
+fn face_m4(device: &Device, steps: usize, batch: usize, size: usize) -> Result<Vec<f64>, Box<dyn std::error::Error>> {
+    face(FaceArch::M4, 1, device, steps, batch, size)
+}
+
+fn face_quant(device: &Device, steps: usize, batch: usize, size: usize) -> Result<Vec<f64>, Box<dyn std::error::Error>> {
+    face(FaceArch::Quant, 3, device, steps, batch, size)
+}
+
+fn face(
+    arch: FaceArch,
+    channels: usize,
+    device: &Device,
+    steps: usize,
+    batch: usize,
+    size: usize,
+) -> Result<Vec<f64>, Box<dyn std::error::Error>> {
+    let mut model = arch.init(device)?;
     let mut optim = sgd();
-    let batch = 8;
     // Three faces per image, of the sizes the anchors cover.
     let faces: Vec<Vec<[f32; 4]>> = (0..batch)
         .map(|i| {
@@ -37,7 +57,7 @@ fn face_m4(device: &Device, steps: usize) -> Result<Vec<f64>, Box<dyn std::error
         .collect();
     let mut times = Vec::new();
     for _ in 0..steps + 1 {
-        let x = Tensor::<4>::random([batch, 1, 320, 320], Distribution::Normal(0.0, 60.0), device);
+        let x = Tensor::<4>::random([batch, channels, size, size], Distribution::Normal(0.0, 60.0), device);
         let start = Instant::now();
         let out = model.forward(x)?;
         let priors = priors_host(out.priors);
@@ -51,14 +71,13 @@ fn face_m4(device: &Device, steps: usize) -> Result<Vec<f64>, Box<dyn std::error
     Ok(times)
 }
 
-fn vww(device: &Device, steps: usize) -> Result<Vec<f64>, Box<dyn std::error::Error>> {
+fn vww(device: &Device, steps: usize, batch: usize, size: usize) -> Result<Vec<f64>, Box<dyn std::error::Error>> {
     let mut model = MobileNetV2Config::vww().init(device)?;
     let mut optim = sgd();
-    let batch = 16;
     let labels = Tensor::<1, Int>::from_data(TensorData::new((0..batch as i64).map(|i| i % 2).collect(), [batch]), device);
     let mut times = Vec::new();
     for _ in 0..steps + 1 {
-        let x = Tensor::<4>::random([batch, 3, 224, 224], Distribution::Normal(0.0, 1.0), device);
+        let x = Tensor::<4>::random([batch, 3, size, size], Distribution::Normal(0.0, 1.0), device);
         let start = Instant::now();
         let logits = model.forward(x)?;
         let loss = burn::nn::loss::CrossEntropyLossConfig::new().init(device).forward(logits, labels.clone());
@@ -73,6 +92,7 @@ fn vww(device: &Device, steps: usize) -> Result<Vec<f64>, Box<dyn std::error::Er
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut steps, mut backend, mut case) = (10usize, "flex".to_string(), "all".to_string());
+    let (mut batch_override, mut size_override) = (None, None);
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
     while let Some(a) = args.next() {
         let v = args.next().ok_or(format!("{a} needs a value"))?;
@@ -80,19 +100,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--steps" => steps = v.parse()?,
             "--backend" => backend = v,
             "--case" => case = v,
+            "--batch" => batch_override = Some(v.parse()?),
+            "--size" => size_override = Some(v.parse()?),
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
     let device = train::backend::device(&backend)?.autodiff();
-    let cases: [(&str, usize, fn(&Device, usize) -> Result<Vec<f64>, Box<dyn std::error::Error>>); 2] =
-        [("face_m4", 8, face_m4), ("vww", 16, vww)];
-    for (name, batch, run) in cases {
-        if case != "all" && case != name {
+    // (name, default batch, default input side, run); `all` leaves out Face-Quant's 32x640x640,
+    // which is for GPUs.
+    let cases: [(&str, usize, usize, Run); 3] =
+        [("face_m4", 8, 320, face_m4), ("vww", 16, 224, vww), ("face_quant", 32, 640, face_quant)];
+    for (name, default_batch, default_size, run) in cases {
+        if (case == "all" && name == "face_quant") || (case != "all" && case != name) {
             continue;
         }
-        let ms = median(run(&device, steps)?) * 1e3;
+        let (batch, size) = (batch_override.unwrap_or(default_batch), size_override.unwrap_or(default_size));
+        let ms = median(run(&device, steps, batch, size)?) * 1e3;
         println!(
-            "{{\"case\":\"{name}\",\"backend\":\"{backend}\",\"batch\":{batch},\"steps\":{steps},\"median_ms\":{ms:.1},\"images_per_s\":{:.1}}}",
+            "{{\"case\":\"{name}\",\"backend\":\"{backend}\",\"batch\":{batch},\"size\":{size},\"steps\":{steps},\"median_ms\":{ms:.1},\"images_per_s\":{:.1}}}",
             batch as f64 * 1e3 / ms
         );
     }
