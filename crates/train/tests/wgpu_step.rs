@@ -94,6 +94,7 @@ fn no_adapter_is_a_clear_error() {
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(!run.status.success(), "trained without an adapter:\n{stderr}");
     assert!(stderr.contains("no GPU adapter found") && stderr.contains("mesa-vulkan-drivers"), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    // cubecl may log that its device task panicked; a Rust panic message ("panicked at") must not show.
+    assert!(!stderr.contains("panicked at"), "{stderr}");
     assert!(!out.join("last.ckpt").exists());
 }
