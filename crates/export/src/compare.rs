@@ -6,8 +6,9 @@ use burn::prelude::*;
 use data::wider::FaceList;
 use models::s3fd::priors::{QVGA_ANCHORS, QVGA_STEPS, VGA_ANCHORS, VGA_STEPS, priors};
 use serde::Serialize;
-use train::detection::ap::{GroundTruth, average_precision};
+use train::detection::ap::average_precision;
 use train::detection::nms::{DetectConfig, detect};
+use train::face_task::ground_truth;
 
 use crate::error::ExportError;
 use crate::graph::{Graph, OutputKind};
@@ -116,10 +117,7 @@ pub fn compare_faces(
         c.detections_float += df.len();
         c.detections_matched +=
             df.iter().filter(|d| dq.iter().any(|e| train::detection::boxes::iou(&d.bbox, &e.bbox) >= 0.5)).count();
-        let gt = GroundTruth {
-            boxes: a.boxes.iter().map(|f| [f.x1 / w, f.y1 / h, f.x2 / w, f.y2 / h]).collect(),
-            keep: a.boxes.iter().map(|f| !f.invalid).collect(),
-        };
+        let gt = ground_truth(a, (w, h));
         fl.push((df, gt.clone()));
         ql.push((dq, gt));
         c.images += 1;

@@ -5,7 +5,7 @@ use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Linear, PaddingConfig2d};
 use burn::prelude::*;
 use models::blocks::{ConvBnRelu6, InvertedResidual};
-use models::{DenseNet, FaceArch, FaceDetector, MobileNetV2, SmallMobileNet};
+use models::{DenseNet, FaceDetector, MobileNetV2, SmallMobileNet};
 use rnnpool_core::{RnnCell, RnnPool, RnnPoolLayer};
 use train::net::Net;
 
@@ -175,33 +175,24 @@ pub fn lower(model: &str, net: &Net, input: Shape) -> Result<Graph, ExportError>
 
 fn face(g: &mut Graph, f: &FaceDetector) -> Result<(), ExportError> {
     let mut x = g.input;
-    let mut sources = Vec::new();
     for (i, conv) in f.stem.iter().enumerate() {
         let name = format!("stem.{i}");
         x = g.push(&name, x, Op::Conv { conv: conv_bn_relu6(&name, conv)? });
     }
-    // Face-Quant takes its first source before the RNNPool; the others after blocks.
-    let before_rnnpool = f.arch == FaceArch::Quant;
-    if before_rnnpool {
-        sources.push(x);
-    }
-    x = rnnpool_layer(g, "rnn_pool", x, &f.rnn_pool)?;
-    let block_sources: &[usize] = match f.arch {
-        FaceArch::C => &[1, 4, 8, 11, 13, 14],
-        FaceArch::Quant => &[3, 7, 9, 10, 11],
-        FaceArch::QvgaMonochrome => &[3, 7, 10, 13],
-        FaceArch::M4 => &[0, 1, 2, 3],
-    };
-    // Heads run right after their source so that the source map dies early.
+    let stem = x;
+    x = rnnpool_layer(g, "rnn_pool", stem, &f.rnn_pool)?;
+    // Heads run right after their source (the stem's output, for Face-Quant's first head, or
+    // an inverted residual's) so that the source map dies early.
+    let sources = f.arch.sources();
     let mut k = 0;
-    if before_rnnpool {
-        face_head(g, f, 0, sources[0])?;
-        k = 1;
+    if sources.contains(&None) {
+        face_head(g, f, k, stem)?;
+        k += 1;
     }
     for (i, block) in f.blocks.iter().enumerate() {
         let name = format!("mob.{i}");
         x = g.push(&name, x, inverted_residual(&name, block)?);
-        if block_sources.contains(&i) {
+        if sources.contains(&Some(i)) {
             face_head(g, f, k, x)?;
             k += 1;
         }
@@ -364,7 +355,7 @@ fn small(g: &mut Graph, m: &SmallMobileNet) -> Result<(), ExportError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use models::{DenseNetConfig, SmallMobileNetConfig};
+    use models::{DenseNetConfig, FaceArch, SmallMobileNetConfig};
     use rnnpool_core::{RnnCellKind, RnnPoolLayerConfig};
 
     #[test]

@@ -41,7 +41,7 @@ pub enum FaceArch {
 
 /// Where a detection source is taken: `None` for the output of the convs before the RNNPool,
 /// `Some(i)` for the output of inverted residual `i`.
-type Source = Option<usize>;
+pub type Source = Option<usize>;
 
 /// Everything that differs between the four detectors.
 struct Layout {
@@ -127,6 +127,11 @@ impl FaceArch {
                 vga: false,
             },
         }
+    }
+
+    /// Where each detection head takes its input, in head order.
+    pub fn sources(self) -> Vec<Source> {
+        self.layout().sources
     }
 
     /// EdgeML's class name, as in the fixtures' `arch`.

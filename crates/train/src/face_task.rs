@@ -5,7 +5,7 @@ use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::prelude::*;
 use data::face_dataset::{FaceBatch, FaceBatcher, FaceDataset, FaceItem, FacePipeline};
-use data::wider::{FaceList, WiderFace};
+use data::wider::{FaceAnnotation, FaceList, WiderFace};
 use models::FaceDetector;
 use rayon::prelude::*;
 
@@ -215,14 +215,15 @@ pub fn image_sizes(ds: &FaceDataset) -> Result<Vec<(f32, f32)>, TrainError> {
 /// Each image's faces as normalised ground truth (`invalid` faces ignored); `sizes` from
 /// [`image_sizes`].
 pub fn ground_truths(ds: &FaceDataset, sizes: &[(f32, f32)]) -> Vec<GroundTruth> {
-    ds.images()
-        .iter()
-        .zip(sizes)
-        .map(|(a, &(w, h))| GroundTruth {
-            boxes: a.boxes.iter().map(|f| [f.x1 / w, f.y1 / h, f.x2 / w, f.y2 / h]).collect(),
-            keep: a.boxes.iter().map(|f| !f.invalid).collect(),
-        })
-        .collect()
+    ds.images().iter().zip(sizes).map(|(a, &size)| ground_truth(a, size)).collect()
+}
+
+/// One image's faces normalised by its `(width, height)`, `invalid` faces ignored.
+pub fn ground_truth(a: &FaceAnnotation, (w, h): (f32, f32)) -> GroundTruth {
+    GroundTruth {
+        boxes: a.boxes.iter().map(|f| [f.x1 / w, f.y1 / h, f.x2 / w, f.y2 / h]).collect(),
+        keep: a.boxes.iter().map(|f| !f.invalid).collect(),
+    }
 }
 
 /// The multi-scale + mirror test with box voting on every image of `ds`; boxes normalised.
