@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use burn::data::dataset::Dataset;
 use data::augment::{classification, face};
-use data::class_dataset::FashionMnistDataset;
+use data::class_dataset::{FASHION_MNIST_MEAN, FASHION_MNIST_STD, FashionMnistDataset};
 use data::fashion_mnist::Mnist;
 use image::RgbImage;
 use image::imageops::{self, FilterType};
@@ -42,7 +42,12 @@ pub fn photo_input(img: &RgbImage, shape: Shape, pre: Preprocess) -> Vec<f32> {
                 chw_to_hwc_image(face::normalize_rgb(&resized), shape)
             }
         }
-        Preprocess::Photo | Preprocess::FashionMnist => {
+        // Fashion-MNIST's own normalisation of grey pixels, as FashionMnistDataset applies it.
+        Preprocess::FashionMnist => {
+            let grey = imageops::grayscale(&imageops::resize(img, w as u32, h as u32, FilterType::Triangle));
+            grey.pixels().map(|p| (p[0] as f32 / 255.0 - FASHION_MNIST_MEAN) / FASHION_MNIST_STD).collect()
+        }
+        Preprocess::Photo => {
             let cropped = classification::val(img, h as u32);
             let resized = imageops::resize(&cropped, w as u32, h as u32, FilterType::Triangle);
             let v = chw_to_hwc_image(classification::normalize(&resized), [h, w, 3]);
@@ -141,4 +146,18 @@ pub fn calibration_inputs(
         return Err(ExportError::NoImages { path: path.into() });
     }
     paths.iter().take(limit).map(|p| Ok(photo_input(&data::image_io::load_rgb(p)?, shape, pre))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fashion_photos_get_fashion_mnist_normalisation() {
+        let img = RgbImage::from_pixel(56, 56, image::Rgb([255, 255, 255]));
+        let x = photo_input(&img, [28, 28, 1], Preprocess::FashionMnist);
+        assert_eq!(x.len(), 784);
+        let white = (1.0 - FASHION_MNIST_MEAN) / FASHION_MNIST_STD;
+        assert!(x.iter().all(|v| (v - white).abs() < 1e-5), "{}", x[0]);
+    }
 }
