@@ -433,39 +433,41 @@ pub fn quantize(g: &Graph, ranges: &Ranges) -> Result<QGraph, ExportError> {
                     + project.macs(project.out_shape(ds));
                 let qout = params[l.output];
                 let projected = if *residual { inner[2] } else { qout };
+                // An expansion reading an RNNPool that nothing else reads runs fused with it,
+                // from the RNNPool's Q12 values with int16 weights (see QOp::RnnPoolInvertedResidual).
+                let fused = match (layers.last(), expand) {
+                    (Some(QLayer { op: QOp::RnnPool(_), output, .. }), Some(e))
+                        if *output == l.input && readers[l.input] == 1 =>
+                    {
+                        Some(quantize_pointwise16(&format!("{}.expand", l.name), e, inner[0])?)
+                    }
+                    _ => None,
+                };
                 let block = QInvertedResidual {
-                    expand: expand
-                        .as_ref()
-                        .map(|c| quantize_conv(&format!("{}.expand", l.name), c, qin, inner[0]))
-                        .transpose()?,
+                    expand: match fused {
+                        Some(_) => None,
+                        None => expand
+                            .as_ref()
+                            .map(|c| quantize_conv(&format!("{}.expand", l.name), c, qin, inner[0]))
+                            .transpose()?,
+                    },
                     depthwise: quantize_conv(&format!("{}.depthwise", l.name), depthwise, e_params, inner[1])?,
                     project: quantize_conv(&format!("{}.project", l.name), project, inner[1], projected)?,
                     add: residual.then(|| quantize_add(qin, projected, qout)),
                 };
-                match (layers.last(), expand) {
-                    (Some(QLayer { op: QOp::RnnPool(_), output, .. }), Some(e))
-                        if *output == l.input && readers[l.input] == 1 =>
-                    {
-                        let Some(QLayer { op: QOp::RnnPool(pool), input, name, macs: pool_macs, .. }) = layers.pop()
-                        else {
-                            unreachable!("matched above")
-                        };
-                        let expand = quantize_pointwise16(&format!("{}.expand", l.name), e, inner[0])?;
-                        layers.push(QLayer {
-                            name: format!("{name}+{}", l.name),
-                            input,
-                            output: l.output,
-                            op: QOp::RnnPoolInvertedResidual {
-                                pool,
-                                expand,
-                                block: QInvertedResidual { expand: None, ..block },
-                            },
-                            macs: pool_macs + macs,
-                        });
-                        continue;
-                    }
-                    _ => QOp::InvertedResidual(block),
+                if let Some(expand) = fused
+                    && let Some(QLayer { op: QOp::RnnPool(pool), input, name, macs: pool_macs, .. }) = layers.pop()
+                {
+                    layers.push(QLayer {
+                        name: format!("{name}+{}", l.name),
+                        input,
+                        output: l.output,
+                        op: QOp::RnnPoolInvertedResidual { pool, expand, block },
+                        macs: pool_macs + macs,
+                    });
+                    continue;
                 }
+                QOp::InvertedResidual(block)
             }
             Op::RnnPool { patch, stride, rnn1, rnn2, replicate } => {
                 let [oh, ow, _] = g.tensors[l.output];
