@@ -1,19 +1,42 @@
 #!/usr/bin/env bash
-# Training-step benchmarks for a GPU machine, at the paper's batch sizes: RNNPool-Face-M4 64 x
-# 320x320 and RNNPool-Face-Quant 32 x 640x640 on burn's wgpu backend, and the PyTorch twin of
-# Face-M4 on CUDA when torch with CUDA is there (PYTHON=/path/to/python). JSON lines on stdout.
-# Not yet run on a GPU (none was lent to the session that wrote it); the release build with wgpu
-# takes ~30 minutes on 2 cores.
-#   scripts/bench_gpu.sh [steps]
-set -euo pipefail
+# GPU benchmarks at the paper's training batches (RNNPool-Face-M4: 64 x 320x320; Face-Quant:
+# 32 x 640x640): the RNNPool layer alone (forward + backward; burn wgpu with the fused CubeCL
+# kernel and with composed tensor ops, and PyTorch eager on CUDA), then a whole training step of
+# each model (burn wgpu; PyTorch eager on CUDA). JSON lines on stdout; PyTorch runs are skipped
+# where torch has no CUDA.
+#   scripts/bench_gpu.sh [steps]              # builds the benches (release + wgpu: ~30 min cold on 2 cores)
+#   BIN=dir scripts/bench_gpu.sh [steps]      # prebuilt dir/rnnpool and dir/train_step bench binaries
+# PYTHON picks the interpreter; TORCH_RNNPOOL_DIR the folder of torch_rnnpool.py when ../shared is
+# not beside the checkout; LIMIT the seconds each run may take (default 120).
+set -uo pipefail
 cd "$(dirname "$0")/.."
-steps="${1:-20}"
+steps="${1:-10}"
 python="${PYTHON:-python3}"
-bench() { cargo bench -q -p train --features wgpu --bench train_step -- --backend wgpu --steps "$steps" "$@"; }
-bench --case face_m4 --batch 64
-bench --case face_quant --batch 32
-if "$python" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
-  "$python" scripts/bench_train_step.py --device cuda --case face_m4 --batch 64 --steps "$steps"
+limit="${LIMIT:-120}"
+layer() {
+  if [ -n "${BIN:-}" ]; then timeout "$limit" "$BIN/rnnpool" "$@"
+  else timeout "$limit" cargo bench -q -p rnnpool-core --features wgpu --bench rnnpool -- "$@"; fi
+}
+step() {
+  if [ -n "${BIN:-}" ]; then timeout "$limit" "$BIN/train_step" "$@"
+  else timeout "$limit" cargo bench -q -p train --features wgpu --bench train_step -- "$@"; fi
+}
+torch_ok() { "$python" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; }
+
+# Most wanted first, so that a run cut short still has them.
+layer --backend wgpu --impl fused --steps "$steps" --case face_m4_train --batch 64
+layer --backend wgpu --impl fused --steps "$steps" --case face_quant_train --batch 32
+if torch_ok; then
+  timeout "$limit" "$python" scripts/bench_torch_rnnpool.py --device cuda --steps "$steps" --case face_m4_train --batch 64
+  timeout "$limit" "$python" scripts/bench_torch_rnnpool.py --device cuda --steps "$steps" --case face_quant_train --batch 32
 else
-  echo "PyTorch with CUDA not found ($python): skipped the PyTorch baseline" >&2
+  echo "PyTorch with CUDA not found ($python): skipped the PyTorch baselines" >&2
 fi
+step --backend wgpu --steps "$steps" --case face_m4 --batch 64
+step --backend wgpu --steps "$steps" --case face_quant --batch 32
+if torch_ok; then
+  timeout "$limit" "$python" scripts/bench_train_step.py --device cuda --steps "$steps" --case face_m4 --batch 64
+  timeout "$limit" "$python" scripts/bench_train_step.py --device cuda --steps "$steps" --case face_quant --batch 32
+fi
+layer --backend wgpu --impl composed --steps "$steps" --case face_m4_train --batch 64
+layer --backend wgpu --impl composed --steps "$steps" --case face_quant_train --batch 32

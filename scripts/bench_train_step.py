@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """PyTorch twin of `cargo bench -p train --bench train_step`: one training step (forward, loss,
-backward, SGD momentum 0.9) of RNNPool-Face-M4 (batch 8 x 1x320x320, S3FD multibox loss with
-matching and 3:1 hard negative mining on the same fixed faces) and of the VWW
-MobileNetV2-0.35x-RNNPool (batch 16 x 3x224x224, cross-entropy). Median ms over steps.
+backward, SGD momentum 0.9) of RNNPool-Face-M4 (batch 8 x 1x320x320) and RNNPool-Face-Quant
+(batch 32 x 3x640x640), both with the S3FD multibox loss (matching and 3:1 hard negative mining
+on the same fixed faces), and of the VWW MobileNetV2-0.35x-RNNPool (batch 16 x 3x224x224,
+cross-entropy). Median ms over steps.
 
-  python3 scripts/bench_train_step.py --threads 2 --steps 10 [--case face_m4|vww]
+  python3 scripts/bench_train_step.py --threads 2 --steps 10 [--case face_m4|face_quant|vww]
   python3 scripts/bench_train_step.py --device cuda --case face_m4 --batch 64   # the paper's M4 batch
 
---batch and --size override the batch (8, 16) and input side (320, 224). On CUDA the step is timed
+--batch and --size override the batch (8, 32, 16) and input side (320, 640, 224); `all` leaves
+out face_quant, as the Rust bench does. On CUDA the step is timed
 after torch.cuda.synchronize(); the first step (warm-up) is not counted.
 
 The RNNPool layer is ../shared/bench/torch_rnnpool.py's (checked against the fixtures); the
@@ -18,7 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../../shared/bench"))
+# $TORCH_RNNPOOL_DIR where the shared folder is not beside the checkout (a GPU machine).
+sys.path.insert(0, os.environ.get("TORCH_RNNPOOL_DIR", os.path.join(os.path.dirname(__file__), "../../shared/bench")))
 from torch_rnnpool import RNNPoolLayer  # noqa: E402
 
 
@@ -51,33 +54,76 @@ def rnnpool_map(layer, x):
     return F.pad(out, (0, 1, 0, 1), mode="replicate")
 
 
-class FaceM4(nn.Module):
+class S3FD(nn.Module):
+    """The heads of EdgeML's RNNPool face models: L2Norm on the first three sources, a 3x3 loc and
+    conf conv per source, max-out over three background scores on the first."""
+
+    def heads(self, chans, head_in=None):
+        head_in = head_in or chans
+        self.norms = nn.ModuleList([L2Norm(c, s) for c, s in zip(chans, (10, 8, 5))])
+        self.loc = nn.ModuleList([nn.Conv2d(c, 4, 3, 1, 1) for c in head_in])
+        self.conf = nn.ModuleList([nn.Conv2d(c, 4 if i == 0 else 2, 3, 1, 1) for i, c in enumerate(head_in)])
+
+    def detect(self, srcs, pre=None):
+        locs, confs, maps = [], [], []
+        b = srcs[0].shape[0]
+        for i, s in enumerate(srcs):
+            s = self.norms[i](s) if i < 3 else s
+            l_in, c_in = (pre[0](s), pre[1](s)) if (pre and i == 0) else (s, s)
+            l, c = self.loc[i](l_in), self.conf[i](c_in)
+            if i == 0:
+                c = torch.cat([c[:, :3].max(1, keepdim=True)[0], c[:, 3:]], 1)
+            maps.append(l.shape[2:])
+            locs.append(l.permute(0, 2, 3, 1).reshape(b, -1))
+            confs.append(c.permute(0, 2, 3, 1).reshape(b, -1))
+        return torch.cat(locs, 1).view(b, -1, 4), torch.cat(confs, 1).view(b, -1, 2), maps
+
+
+class FaceM4(S3FD):
+    steps, anchors = (8, 8, 16, 16), (8, 16, 32, 48)
+
     def __init__(self):
         super().__init__()
         self.conv = cbr(1, 4, 3, 2)
         self.rnn = RNNPoolLayer(4, 8, 4, 16, 16)
         self.mob = nn.ModuleList([IR(64, 32, 1, 2), IR(32, 32, 1, 2), IR(32, 64, 2, 2), IR(64, 64, 1, 2)])
-        self.norms = nn.ModuleList([L2Norm(32, 10), L2Norm(32, 8), L2Norm(64, 5)])
-        chans = [32, 32, 64, 64]
-        self.loc = nn.ModuleList([nn.Conv2d(c, 4, 3, 1, 1) for c in chans])
-        self.conf = nn.ModuleList([nn.Conv2d(c, 4 if i == 0 else 2, 3, 1, 1) for i, c in enumerate(chans)])
+        self.heads([32, 32, 64, 64])
 
     def forward(self, x):
-        h = rnnpool_map(self.rnn, self.conv(x))
-        locs, confs, maps = [], [], []
-        for i, m in enumerate(self.mob):
+        h, srcs = rnnpool_map(self.rnn, self.conv(x)), []
+        for m in self.mob:
             h = m(h)
-            s = self.norms[i](h) if i < 3 else h
-            l, c = self.loc[i](s), self.conf[i](s)
-            if i == 0:
-                c = torch.cat([c[:, :3].max(1, keepdim=True)[0], c[:, 3:]], 1)
-            maps.append(l.shape[2:])
-            locs.append(l.permute(0, 2, 3, 1).reshape(x.shape[0], -1))
-            confs.append(c.permute(0, 2, 3, 1).reshape(x.shape[0], -1))
-        return torch.cat(locs, 1).view(x.shape[0], -1, 4), torch.cat(confs, 1).view(x.shape[0], -1, 2), maps
+            srcs.append(h)
+        return self.detect(srcs)
 
 
-def priors(img, maps, steps=(8, 8, 16, 16), anchors=(8, 16, 32, 48), device="cpu"):
+class FaceQuant(S3FD):
+    """RPool_Face_Quant: two 3x3 convs, RNNPool (4 channels, hidden 8), 12 inverted residuals;
+    the first source is the stem's output through a stride-2 ConvBNReLU6 (4 -> 8) per head."""
+    steps, anchors = (4, 8, 16, 32, 64, 128), (16, 32, 64, 128, 256, 512)
+    blocks = [(32, 16, 1, 2)] + [(16, 16, 1, 2)] * 3 + [(16, 24, 2, 2)] + [(24, 24, 1, 2)] * 3 + [
+        (24, 32, 2, 2), (32, 32, 1, 2), (32, 64, 2, 2), (64, 96, 2, 2)]
+    sources = (3, 7, 9, 10, 11)
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(cbr(3, 4, 3, 2), cbr(4, 4, 3, 1))
+        self.rnn = RNNPoolLayer(4, 8, 4, 8, 8)
+        self.mob = nn.ModuleList([IR(*b) for b in self.blocks])
+        self.pre = nn.ModuleList([cbr(4, 8, 3, 2), cbr(4, 8, 3, 2)])
+        chans = [4, 16, 24, 32, 64, 96]
+        self.heads(chans, [8] + chans[1:])
+
+    def forward(self, x):
+        stem = self.stem(x)
+        h, feats = rnnpool_map(self.rnn, stem), []
+        for m in self.mob:
+            h = m(h)
+            feats.append(h)
+        return self.detect([stem] + [feats[i] for i in self.sources], self.pre)
+
+
+def priors(img, maps, steps, anchors, device="cpu"):
     out = []
     for (fh, fw), st, a in zip(maps, steps, anchors):
         for i in range(fh):
@@ -150,24 +196,27 @@ class VWW(nn.Module):
 
 
 def bench(case, steps, device="cpu", batch=None, size=None):
+    face = case in ("face_m4", "face_quant")
     if case == "face_m4":
-        model, batch, size = FaceM4(), batch or 8, size or 320
-        faces = [torch.tensor([[0.1 + 0.02 * i, 0.1, 0.15 + 0.02 * i, 0.16], [0.4, 0.3 + 0.02 * i, 0.5, 0.42 + 0.02 * i], [0.6, 0.6, 0.85, 0.9]], device=device) for i in range(batch)]
+        model, batch, size, channels = FaceM4(), batch or 8, size or 320, 1
+    elif case == "face_quant":
+        model, batch, size, channels = FaceQuant(), batch or 32, size or 640, 3
     else:
-        model, batch, size = VWW(), batch or 16, size or 224
+        model, batch, size, channels = VWW(), batch or 16, size or 224, 3
         labels = torch.arange(batch, device=device) % 2
+    if face:
+        faces = [torch.tensor([[0.1 + 0.02 * i, 0.1, 0.15 + 0.02 * i, 0.16], [0.4, 0.3 + 0.02 * i, 0.5, 0.42 + 0.02 * i], [0.6, 0.6, 0.85, 0.9]], device=device) for i in range(batch)]
     model = model.to(device)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     times = []
     for _ in range(steps + 1):
-        shape = (batch, 1, size, size) if case == "face_m4" else (batch, 3, size, size)
-        x = torch.randn(*shape, device=device) * (60 if case == "face_m4" else 1)
+        x = torch.randn(batch, channels, size, size, device=device) * (60 if face else 1)
         sync()
         t0 = time.perf_counter()
-        if case == "face_m4":
+        if face:
             loc, conf, maps = model(x)
-            loss = multibox(loc, conf, priors(size, maps, device=device), faces)
+            loss = multibox(loc, conf, priors(size, maps, model.steps, model.anchors, device=device), faces)
         else:
             loss = F.cross_entropy(model(x), labels)
         opt.zero_grad()
@@ -177,7 +226,8 @@ def bench(case, steps, device="cpu", batch=None, size=None):
         times.append(time.perf_counter() - t0)
     times = sorted(times[1:])
     ms = times[len(times) // 2] * 1e3
-    return {"case": case, "framework": "pytorch", "device": device, "threads": torch.get_num_threads(), "batch": batch, "size": size, "median_ms": round(ms, 1), "images_per_s": round(batch * 1e3 / ms, 1)}
+    name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+    return {"case": case, "framework": "pytorch", "device": name, "threads": torch.get_num_threads(), "batch": batch, "size": size, "median_ms": round(ms, 1), "images_per_s": round(batch * 1e3 / ms, 1)}
 
 
 if __name__ == "__main__":
@@ -190,6 +240,6 @@ if __name__ == "__main__":
     ap.add_argument("--size", type=int)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    for c in ["face_m4", "vww"]:
-        if a.case in ("all", c):
+    for c in ["face_m4", "vww", "face_quant"]:
+        if a.case == c or (a.case == "all" and c != "face_quant"):
             print(json.dumps(bench(c, a.steps, a.device, a.batch, a.size)))

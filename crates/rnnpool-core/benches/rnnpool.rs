@@ -3,7 +3,12 @@
 //! process's peak RSS so far; run one case per process for a per-case peak).
 //!
 //!   cargo bench -p rnnpool-core --bench rnnpool -- [--case NAME]... [--threads N] [--steps N]
-//!       [--backend flex|ndarray] [--impl fused|composed]
+//!       [--backend flex|ndarray|wgpu] [--impl fused|composed] [--batch N]
+//!
+//! `RNNPOOL_PROFILE=1` logs the time of each stage of the wgpu backward pass (on stderr).
+//! `--backend wgpu` needs `--features wgpu` (a GPU, or Mesa's lavapipe: slow); `--batch`
+//! overrides the case's batch, e.g. the paper's training batches on a GPU: `--case
+//! face_m4_train --batch 64`, `--case face_quant_train --batch 32`.
 
 use std::time::Instant;
 
@@ -23,8 +28,26 @@ struct Args {
     cases: Vec<String>,
     threads: usize,
     steps: usize,
-    backend: BackendKind,
+    /// `None`: wgpu.
+    backend: Option<BackendKind>,
     implementation: RnnPoolImpl,
+    batch: Option<usize>,
+}
+
+impl Args {
+    fn backend_name(&self) -> String {
+        self.backend.map_or("wgpu".to_string(), |b| b.to_string())
+    }
+
+    fn device(&self) -> Result<Device, String> {
+        match self.backend {
+            Some(b) => Ok(b.device(true)),
+            #[cfg(feature = "wgpu")]
+            None => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice).autodiff()),
+            #[cfg(not(feature = "wgpu"))]
+            None => Err("--backend wgpu needs `--features wgpu`".to_string()),
+        }
+    }
 }
 
 fn parse() -> Result<Args, String> {
@@ -32,8 +55,9 @@ fn parse() -> Result<Args, String> {
         cases: vec![],
         threads: 2,
         steps: 5,
-        backend: BackendKind::default(),
+        backend: Some(BackendKind::default()),
         implementation: RnnPoolImpl::Fused,
+        batch: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -42,7 +66,13 @@ fn parse() -> Result<Args, String> {
             "--case" => a.cases.push(value("--case")?),
             "--threads" => a.threads = value("--threads")?.parse().map_err(|e| format!("--threads: {e}"))?,
             "--steps" => a.steps = value("--steps")?.parse().map_err(|e| format!("--steps: {e}"))?,
-            "--backend" => a.backend = value("--backend")?.parse()?,
+            "--backend" => {
+                a.backend = match value("--backend")?.as_str() {
+                    "wgpu" => None,
+                    other => Some(other.parse()?),
+                }
+            }
+            "--batch" => a.batch = Some(value("--batch")?.parse().map_err(|e| format!("--batch: {e}"))?),
             "--impl" => {
                 a.implementation = match value("--impl")?.as_str() {
                     "fused" => RnnPoolImpl::Fused,
@@ -84,36 +114,52 @@ fn main() {
         eprintln!("error: could not size the thread pool: {e}");
         std::process::exit(2);
     }
-    let device = args.backend.device(true);
+    if std::env::var_os("RNNPOOL_PROFILE").is_some() {
+        tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(false).init();
+    }
+    let device = match args.device() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
     for name in &args.cases {
         let Some(&(_, [b, k, h, w, r, s, h1, h2])) = CASES.iter().find(|c| c.0 == name) else {
             eprintln!("error: unknown case `{name}`");
             std::process::exit(2);
         };
+        let b = args.batch.unwrap_or(b);
         device.seed(0);
         let layer = RnnPoolLayerConfig::square(k, r, s, h1, h2)
             .with_implementation(args.implementation)
             .init(&device)
             .unwrap_or_else(|e| panic!("{e}"));
         let x = Tensor::<4>::random([b, k, h, w], Distribution::Normal(0.0, 1.0), &device).require_grad();
-        let mut times = Vec::new();
+        let (mut times, mut forward) = (Vec::new(), Vec::new());
         for _ in 0..=args.steps {
             let t0 = Instant::now();
             let y = layer.forward(x.clone());
+            // Reading a value forces the lazy backends (wgpu) to finish: the forward time alone.
+            let _ = y.clone().sum().into_scalar::<f32>();
+            forward.push(t0.elapsed().as_secs_f64() * 1000.0);
             let grads = y.powi_scalar(2).mean().backward();
-            // Reading a gradient forces the lazy backends to finish the step.
             let _ = x.grad(&grads).map(|g| g.sum().into_scalar::<f32>());
             times.push(t0.elapsed().as_secs_f64() * 1000.0);
         }
         let mut times = times[1..].to_vec();
         times.sort_by(f64::total_cmp);
+        let mut forward = forward[1..].to_vec();
+        forward.sort_by(f64::total_cmp);
         let patches = b * ((h - r) / s + 1) * ((w - r) / s + 1);
+        let median = times[times.len() / 2];
         println!(
-            "{{\"case\": \"{name}\", \"threads\": {}, \"ms_median\": {:.3}, \"ms_min\": {:.3}, \"patches\": {patches}, \"backend\": \"{}\", \"impl\": \"{:?}\", \"peak_rss_mb\": {:.1}}}",
+            "{{\"case\": \"{name}\", \"threads\": {}, \"batch\": {b}, \"ms_median\": {median:.3}, \"ms_min\": {:.3}, \"forward_ms_median\": {:.3}, \"images_per_s\": {:.1}, \"patches\": {patches}, \"backend\": \"{}\", \"impl\": \"{:?}\", \"peak_rss_mb\": {:.1}}}",
             args.threads,
-            times[times.len() / 2],
             times[0],
-            args.backend,
+            forward[forward.len() / 2],
+            b as f64 * 1000.0 / median,
+            args.backend_name(),
             args.implementation,
             peak_rss_mb()
         );

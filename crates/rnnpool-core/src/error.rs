@@ -24,7 +24,9 @@ pub enum RnnPoolError {
     EmptyInput { shape: [usize; 4] },
     #[error("the fused implementation runs the FastGRNN cell only; {cell} must use the composed one")]
     FusedNeedsFastGrnn { cell: &'static str },
-    #[error("the fused implementation runs on the Flex and NdArray backends; this device is {device}")]
+    #[error(
+        "the fused implementation runs on the Flex and NdArray backends (and wgpu, in a build with the `wgpu` feature); this device is {device}"
+    )]
     FusedUnsupportedDevice { device: String },
     #[error("EdgeML checkpoints hold FastGRNN cells, but this RNNPool uses {cell}")]
     ImportNeedsFastGrnn { cell: &'static str },

@@ -14,10 +14,11 @@ use crate::state_dict::StateDict;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RnnPoolImpl {
-    /// Fused where it can be (FastGRNN on the Flex and NdArray backends), composed otherwise.
+    /// Fused where it can be (FastGRNN on Flex, NdArray, and wgpu when built with the `wgpu`
+    /// feature), composed otherwise.
     #[default]
     Auto,
-    /// The fused CPU kernel; an error for other cells or backends.
+    /// The fused kernel (CPU, or CubeCL on wgpu); an error for other cells or backends.
     Fused,
     /// Burn tensor ops, one batched step per time step; runs on every backend.
     Composed,
@@ -246,10 +247,12 @@ fn check_map(
 /// Whether the fused kernel has an implementation for this device's backend.
 pub fn fused_runs_on(device: &Device) -> bool {
     #[allow(deprecated)]
-    let supported = matches!(
-        device.clone().inner().as_dispatch(),
-        DispatchDevice::Flex(_) | DispatchDevice::NdArray(_)
-    );
+    let supported = match device.clone().inner().as_dispatch() {
+        DispatchDevice::Flex(_) | DispatchDevice::NdArray(_) => true,
+        #[cfg(feature = "wgpu")]
+        DispatchDevice::Cube(_) => true,
+        _ => false,
+    };
     supported
 }
 

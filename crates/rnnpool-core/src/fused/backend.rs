@@ -1,6 +1,7 @@
 //! The fused RNNPool layer as a burn backend extension: one primitive for the forward pass and
 //! one for its gradient, implemented for the CPU backends (Flex, NdArray) by the kernel in
-//! [`super::kernel`], and for `Autodiff` by registering that gradient as the backward step.
+//! [`super::kernel`], for burn's CubeCL backend (wgpu) by the kernels in `super::cube`, and for
+//! `Autodiff` by registering that gradient as the backward step.
 
 #![allow(deprecated)] // NdArray is deprecated in burn 0.22 but remains a supported backend.
 
@@ -47,7 +48,7 @@ pub struct RnnPoolGrads<B: Backend> {
 }
 
 /// Backends that run the fused FastGRNN RNNPool layer.
-#[backend_extension(Flex, NdArray, Autodiff)]
+#[backend_extension(Flex, NdArray, Cube: cfg(feature = "wgpu"), Autodiff)]
 pub trait RnnPoolBackend: Backend {
     /// `x` `[batch, channels, height, width]` -> `[batch, 4 * hidden2, out_h, out_w]` (no
     /// replicate padding; the layer adds it).
