@@ -23,7 +23,9 @@ step() {
 }
 torch_ok() { "$python" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; }
 
-# Most wanted first, so that a run cut short still has them.
+# Most wanted first, so that a run cut short still has them: the backward's stage breakdown
+# (stderr), then the figures.
+RNNPOOL_PROFILE=1 layer --backend wgpu --impl fused --steps 2 --case face_m4_train --batch 64 >/dev/null
 layer --backend wgpu --impl fused --steps "$steps" --case face_m4_train --batch 64
 layer --backend wgpu --impl fused --steps "$steps" --case face_quant_train --batch 32
 if torch_ok; then
