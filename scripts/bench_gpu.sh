@@ -6,6 +6,7 @@
 # where torch has no CUDA.
 #   scripts/bench_gpu.sh [steps]              # builds the benches (release + wgpu: ~30 min cold on 2 cores)
 #   BIN=dir scripts/bench_gpu.sh [steps]      # prebuilt dir/rnnpool and dir/train_step bench binaries
+#   FEATURES=wgpu,autotune scripts/bench_gpu.sh   # cargo builds with burn's kernel autotuning
 # PYTHON picks the interpreter; TORCH_RNNPOOL_DIR the folder of torch_rnnpool.py when ../shared is
 # not beside the checkout; LIMIT the seconds each run may take (default 120).
 set -uo pipefail
@@ -15,11 +16,11 @@ python="${PYTHON:-python3}"
 limit="${LIMIT:-120}"
 layer() {
   if [ -n "${BIN:-}" ]; then timeout "$limit" "$BIN/rnnpool" "$@"
-  else timeout "$limit" cargo bench -q -p rnnpool-core --features wgpu --bench rnnpool -- "$@"; fi
+  else timeout "$limit" cargo bench -q -p rnnpool-core --features "${FEATURES:-wgpu}" --bench rnnpool -- "$@"; fi
 }
 step() {
   if [ -n "${BIN:-}" ]; then timeout "$limit" "$BIN/train_step" "$@"
-  else timeout "$limit" cargo bench -q -p train --features wgpu --bench train_step -- "$@"; fi
+  else timeout "$limit" cargo bench -q -p train --features "${FEATURES:-wgpu}" --bench train_step -- "$@"; fi
 }
 torch_ok() { "$python" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; }
 
