@@ -37,14 +37,7 @@ fn assert_fused_matches_composed(cfg: RnnPoolLayerConfig, shape: [usize; 4]) -> 
     let out_dims = fused.forward(x.clone()).dims();
     let weights = Tensor::<4>::random(out_dims, Distribution::Normal(0.0, 1.0), &device);
     let run = |layer: &rnnpool_core::RnnPoolLayer| {
-        let y = layer.forward(x.clone());
-        let grads = (y.clone() * weights.clone()).sum().backward();
-        let mut out = vec![("output".to_string(), common::to_f64(y).0)];
-        out.push(("grad_input".to_string(), common::to_f64(x.grad(&grads).unwrap()).0));
-        for (p, key) in common::params(&layer.pool).iter().zip(common::PARAM_KEYS) {
-            out.push((key.to_string(), common::to_f64(p.grad(&grads).unwrap()).0));
-        }
-        out
+        common::results(layer.forward(x.clone()), &x, &common::params(&layer.pool), weights.clone())
     };
     let (got, want) = (run(&fused), run(&composed));
     for ((name, g), (_, c)) in got.iter().zip(&want) {

@@ -268,7 +268,7 @@ impl<T: Real + burn::tensor::Element> HostCell<T> {
     }
 }
 
-fn grid_of(shape: &[usize], patch: [usize; 2], stride: [usize; 2]) -> PatchGrid {
+pub(super) fn grid_of(shape: &[usize], patch: [usize; 2], stride: [usize; 2]) -> PatchGrid {
     PatchGrid {
         batch: shape[0],
         channels: shape[1],

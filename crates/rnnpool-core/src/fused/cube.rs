@@ -29,7 +29,8 @@ use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::{CubeBackend, CubeDevice};
 use std::time::Instant;
 
-use super::backend::{CellTensors, RnnPoolBackend, RnnPoolGrads};
+use super::backend::{CellTensors, RnnPoolBackend, RnnPoolGrads, grid_of};
+use super::kernel::PatchGrid;
 
 type Ops = CubeBackend;
 
@@ -39,46 +40,6 @@ const SCAN_CUBE: u32 = 64;
 /// Threads per cube for the element-wise gather kernels.
 const FOLD_CUBE: u32 = 256;
 
-/// Where the patches lie; passed to every kernel as scalars.
-#[derive(Clone, Copy, Debug)]
-struct Geometry {
-    batch: usize,
-    height: usize,
-    width: usize,
-    out_h: usize,
-    out_w: usize,
-    patch: [usize; 2],
-    stride: [usize; 2],
-}
-
-impl Geometry {
-    fn new(x_shape: &[usize], patch: [usize; 2], stride: [usize; 2]) -> Self {
-        let (height, width) = (x_shape[2], x_shape[3]);
-        Self {
-            batch: x_shape[0],
-            height,
-            width,
-            out_h: (height - patch[0]) / stride[0] + 1,
-            out_w: (width - patch[1]) / stride[1] + 1,
-            patch,
-            stride,
-        }
-    }
-
-    fn patches(&self) -> usize {
-        self.batch * self.out_h * self.out_w
-    }
-
-    /// RNN1 sequences per patch.
-    fn lines(&self) -> usize {
-        self.patch[0] + self.patch[1]
-    }
-
-    fn longest(&self) -> usize {
-        self.patch[0].max(self.patch[1])
-    }
-}
-
 /// Which RNN of the layer a scan runs: decides how a sequence finds its inputs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stage {
@@ -87,7 +48,7 @@ enum Stage {
 }
 
 impl Stage {
-    fn per_patch(self, g: &Geometry) -> usize {
+    fn per_patch(self, g: &PatchGrid) -> usize {
         match self {
             Self::Rnn1 => g.lines(),
             Self::Rnn2 => 4,
@@ -294,27 +255,15 @@ fn fastgrnn_scan_backward<F: Float>(
     if seq >= padded as usize {
         terminate!();
     }
-    if seq >= sequences as usize {
-        // A lane that pads the last block: zeros, so that the block sums stay exact.
-        for t in 0..steps_max {
-            #[unroll]
-            for j in 0..h {
-                prev[trace_at(seq, t, j, steps_max, h)] = F::new(0.0);
-                dpre[trace_at(seq, t, j, steps_max, h)] = F::new(0.0);
-            }
-        }
-        #[unroll]
-        for j in 0..h {
-            gate_sum[seq * h + j] = F::new(0.0);
-            update_sum[seq * h + j] = F::new(0.0);
-        }
-        zeta_sum[seq] = F::new(0.0);
-        nu_sum[seq] = F::new(0.0);
-        terminate!();
-    }
+    // A lane that only pads the last block runs no steps: it writes zeros, so that the block
+    // sums stay exact.
+    let real = seq < sequences as usize;
     let n = seq / per_patch as usize;
     let s = seq % per_patch as usize;
-    let len = steps(s, dims[4] as usize, dims[5] as usize, rnn1);
+    let mut len = 0;
+    if real {
+        len = steps(s, dims[4] as usize, dims[5] as usize, rnn1);
+    }
     let one = F::new(1.0);
     let sz = sigmoid::<F>(zeta[0]);
     let sn = sigmoid::<F>(nu[0]);
@@ -351,7 +300,10 @@ fn fastgrnn_scan_backward<F: Float>(
     let mut updates = Array::<F>::new(h);
     #[unroll]
     for j in 0..h {
-        dh[j] = dlast[seq * h + j];
+        dh[j] = F::new(0.0);
+        if real {
+            dh[j] = dlast[seq * h + j];
+        }
         gates[j] = F::new(0.0);
         updates[j] = F::new(0.0);
     }
@@ -535,9 +487,9 @@ fn block_products<F: Float>(
 
 // ---- host side ----
 
-fn dims_arg(g: &Geometry) -> SequenceArg<u32> {
+fn dims_arg(g: &PatchGrid) -> SequenceArg<u32> {
     let mut dims = SequenceArg::new();
-    for v in [g.height, g.width, g.out_h, g.out_w, g.patch[0], g.patch[1], g.stride[0], g.stride[1]] {
+    for v in [g.height, g.width, g.out_h(), g.out_w(), g.patch[0], g.patch[1], g.stride[0], g.stride[1]] {
         dims.push(v as u32);
     }
     dims
@@ -565,7 +517,7 @@ fn cell_args(cell: &CellTensors<Ops>) -> [TensorArg; 5] {
 }
 
 /// Last states `[patches * per_patch, h]` of one RNN over projected inputs `xw`.
-fn scan_forward(xw: CubeTensor, cell: &CellTensors<Ops>, g: &Geometry, stage: Stage) -> CubeTensor {
+fn scan_forward(xw: CubeTensor, cell: &CellTensors<Ops>, g: &PatchGrid, stage: Stage) -> CubeTensor {
     let h = hidden_of(cell);
     let per_patch = stage.per_patch(g);
     let sequences = g.patches() * per_patch;
@@ -608,7 +560,7 @@ struct ScanGrads {
     nu_sum: CubeTensor,
 }
 
-fn scan_backward(xw: CubeTensor, cell: &CellTensors<Ops>, dlast: CubeTensor, g: &Geometry, stage: Stage) -> ScanGrads {
+fn scan_backward(xw: CubeTensor, cell: &CellTensors<Ops>, dlast: CubeTensor, g: &PatchGrid, stage: Stage) -> ScanGrads {
     let h = hidden_of(cell);
     let per_patch = stage.per_patch(g);
     let sequences = g.patches() * per_patch;
@@ -656,7 +608,7 @@ fn scan_backward(xw: CubeTensor, cell: &CellTensors<Ops>, dlast: CubeTensor, g: 
 }
 
 /// d(xw) per input row, gathered from the per-step d(pre) of the sequences that read it.
-fn fold(dpre: &CubeTensor, rows: usize, h: usize, g: &Geometry, stage: Stage) -> CubeTensor {
+fn fold(dpre: &CubeTensor, rows: usize, h: usize, g: &PatchGrid, stage: Stage) -> CubeTensor {
     let dxw = empty_like(dpre, vec![rows, h]);
     let total = rows * h;
     let (count, dim) = launch_shape(&dpre.client, total, FOLD_CUBE);
@@ -830,13 +782,13 @@ impl RnnPoolBackend for CubeBackend {
         patch: [usize; 2],
         stride: [usize; 2],
     ) -> FloatTensor<Self> {
-        let g = Geometry::new(&x.shape().to_vec(), patch, stride);
+        let g = grid_of(&x.shape().to_vec(), patch, stride);
         let h2 = hidden_of(&rnn2);
         let xw1 = matmul(pixel_rows(x), rnn1.w.clone());
         let summaries = scan_forward(xw1, &rnn1, &g, Stage::Rnn1);
         let xw2 = matmul(summaries, rnn2.w.clone());
         let last = scan_forward(xw2, &rnn2, &g, Stage::Rnn2);
-        let nhwc = reshape(last, vec![g.batch, g.out_h, g.out_w, 4 * h2]);
+        let nhwc = reshape(last, vec![g.batch, g.out_h(), g.out_w(), 4 * h2]);
         Ops::float_permute(nhwc, &[0, 3, 1, 2])
     }
 
@@ -850,7 +802,7 @@ impl RnnPoolBackend for CubeBackend {
     ) -> RnnPoolGrads<Self> {
         let x_shape = x.shape().to_vec();
         let mut timer = StageTimer::start(&x.device);
-        let g = Geometry::new(&x_shape, patch, stride);
+        let g = grid_of(&x_shape, patch, stride);
         let (h1, h2) = (hidden_of(&rnn1), hidden_of(&rnn2));
         let pixels = pixel_rows(x);
         let xw1 = matmul(pixels.clone(), rnn1.w.clone());

@@ -38,6 +38,21 @@ impl PatchGrid {
         (self.width - self.patch[1]) / self.stride[1] + 1
     }
 
+    /// Patches over the whole batch.
+    pub fn patches(&self) -> usize {
+        self.batch * self.out_h() * self.out_w()
+    }
+
+    /// RNN1 sweeps per patch: one per row and one per column.
+    pub fn lines(&self) -> usize {
+        self.patch[0] + self.patch[1]
+    }
+
+    /// Steps of the longest sweep.
+    pub fn longest(&self) -> usize {
+        self.patch[0].max(self.patch[1])
+    }
+
     fn pixels(&self) -> usize {
         self.patch[0] * self.patch[1]
     }
@@ -81,7 +96,7 @@ impl<T: Real> Scratch<T> {
                 vec![Sweep::Bidir { offset: 0, len: r }, Sweep::Bidir { offset: r, len: c }],
             )
         };
-        let long = r.max(c);
+        let long = g.longest();
         Self {
             px: zeros(px * g.channels),
             xw1: zeros(px * h1),

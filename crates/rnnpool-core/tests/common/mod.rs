@@ -150,18 +150,32 @@ pub fn check_case(case: &Case, device: &Device, dtype: burn::tensor::DType, imp:
         Tensor::<2>::from_data(burn::tensor::TensorData::new(v, s).convert_dtype(dtype), (device, dtype))
             .unsqueeze_dims(&[2, 3])
     };
+    results(output, &input, &pool_params, grad_out)
+        .into_iter()
+        .map(|(name, got)| {
+            let err = rel_err(&got, &case.values(&name).0);
+            (name, err)
+        })
+        .collect()
+}
+
+/// The output and, for `sum(output * grad_out)`, the input gradient and every parameter's, as
+/// (fixture key, values): `output`, `grad_input`, `grad.<PARAM_KEYS>`.
+pub fn results(
+    output: Tensor<4>,
+    input: &Tensor<4>,
+    params: &[Tensor<2>],
+    grad_out: Tensor<4>,
+) -> Vec<(String, Vec<f64>)> {
     let grads = (output.clone() * grad_out).sum().backward();
-    let mut errs = Vec::new();
-    let (got, _) = to_f64(output);
-    errs.push(("output".to_string(), rel_err(&got, &case.values("output").0)));
+    let mut out = vec![("output".to_string(), to_f64(output).0)];
     let gx = input.grad(&grads).expect("input gradient");
-    errs.push(("grad_input".to_string(), rel_err(&to_f64(gx).0, &case.values("grad_input").0)));
-    for (p, key) in pool_params.iter().zip(PARAM_KEYS) {
+    out.push(("grad_input".to_string(), to_f64(gx).0));
+    for (p, key) in params.iter().zip(PARAM_KEYS) {
         let g = p.grad(&grads).unwrap_or_else(|| panic!("no gradient for {key}"));
-        let want = case.values(&format!("grad.{key}")).0;
-        errs.push((format!("grad.{key}"), rel_err(&to_f64(g).0, &want)));
+        out.push((format!("grad.{key}"), to_f64(g).0));
     }
-    errs
+    out
 }
 
 /// Runs every fixture on every device with `imp` and asserts each error is within
