@@ -125,8 +125,39 @@ pub struct MobileNetV2 {
 }
 
 impl MobileNetV2 {
-    /// `x` `[batch, in_channels, height, width]` -> logits `[batch, num_classes]`.
+    /// `x` `[batch, in_channels, height, width]` -> logits `[batch, num_classes]`. In training
+    /// the dropout draws from burn's generator; [`forward_with_dropout_mask`] takes the mask.
+    ///
+    /// [`forward_with_dropout_mask`]: Self::forward_with_dropout_mask
     pub fn forward(&self, x: Tensor<4>) -> Result<Tensor<2>, RnnPoolError> {
+        let mut pooled = self.pooled(x)?;
+        if let Some(dropout) = &self.dropout {
+            pooled = dropout.forward(pooled);
+        }
+        Ok(self.classifier.forward(pooled))
+    }
+
+    /// [`forward`](Self::forward) in training, with the dropout's mask given: `keep`
+    /// `[batch, features]` holds 0 (dropped) or 1 / (1 - p). burn's dropout draws from one
+    /// generator per backend, shared by every thread and not saved in checkpoints; a mask
+    /// drawn per sample (the trainer seeds it by seed, epoch and sample) makes a run the same
+    /// on any number of devices, beside other runs, and after a resume.
+    pub fn forward_with_dropout_mask(&self, x: Tensor<4>, keep: Tensor<2>) -> Result<Tensor<2>, RnnPoolError> {
+        let pooled = self.pooled(x)?;
+        let (mask, features) = (keep.dims(), pooled.dims());
+        if mask != features {
+            return Err(RnnPoolError::DropoutMask { mask, features });
+        }
+        Ok(self.classifier.forward(pooled * keep))
+    }
+
+    /// The dropout probability and the number of features it acts on, when there is dropout.
+    pub fn dropout(&self) -> Option<(f64, usize)> {
+        self.dropout.as_ref().map(|d| (d.prob, self.classifier.weight.dims()[0]))
+    }
+
+    /// The pooled features `[batch, features]` the classifier takes.
+    fn pooled(&self, x: Tensor<4>) -> Result<Tensor<2>, RnnPoolError> {
         let mut h = self.stem.forward(x);
         if let Some(pool) = &self.rnn_pool {
             h = pool.try_forward(h)?;
@@ -136,15 +167,11 @@ impl MobileNetV2 {
         }
         let h = self.last.forward(h);
         let [b, c, _, _] = h.dims();
-        let mut pooled = match &self.last_pool {
+        Ok(match &self.last_pool {
             // The whole last map is one patch: last_channel / 4 * 4 = last_channel features.
             Some(pool) => pool.try_forward(h)?,
             None => h.mean_dim(3).mean_dim(2).reshape([b, c]),
-        };
-        if let Some(dropout) = &self.dropout {
-            pooled = dropout.forward(pooled);
-        }
-        Ok(self.classifier.forward(pooled))
+        })
     }
 
     /// Shapes, parameters, MACs and memory for an input `[channels, height, width]`.
@@ -229,5 +256,24 @@ mod tests {
         let r = MobileNetV2Config::imagenet_rnnpool(10).init(&device).unwrap();
         assert_eq!(r.blocks.len(), 11);
         assert_eq!(r.blocks[0].expand.as_ref().unwrap().conv.weight.dims(), [384, 64, 1, 1]);
+    }
+
+    #[test]
+    fn a_given_dropout_mask_is_what_the_classifier_sees() {
+        let device = Device::flex();
+        let mut cfg = MobileNetV2Config::new().with_num_classes(3).with_in_channels(1).with_width_mult(0.35);
+        cfg.last_channel = Some(16);
+        let m = cfg.init(&device).unwrap();
+        assert_eq!(m.dropout(), Some((0.2, 16)));
+        let x = Tensor::<4>::random([2, 1, 32, 32], burn::tensor::Distribution::Default, &device);
+        let plain = m.valid().forward(x.clone()).unwrap();
+        // All kept at 1 is no dropout; all dropped leaves the classifier's bias.
+        let ones = m.forward_with_dropout_mask(x.clone(), Tensor::ones([2, 16], &device)).unwrap();
+        assert!(ones.sub(plain).abs().max().into_scalar::<f32>() < 1e-6);
+        let zeros = m.forward_with_dropout_mask(x.clone(), Tensor::zeros([2, 16], &device)).unwrap();
+        let bias = m.classifier.bias.as_ref().unwrap().val().unsqueeze::<2>().repeat_dim(0, 2);
+        assert!(zeros.sub(bias).abs().max().into_scalar::<f32>() < 1e-6);
+        let e = m.forward_with_dropout_mask(x, Tensor::ones([2, 15], &device)).unwrap_err().to_string();
+        assert!(e.contains("[2, 15]") && e.contains("[2, 16]"), "{e}");
     }
 }

@@ -25,23 +25,25 @@ pub fn device(backend: &str) -> Result<Device, TrainError> {
     }
 }
 
-/// `n` devices for data-parallel training: the first as [`device`] gives it, then wgpu's
-/// discrete GPUs 1..n, or (CPU backends) the same CPU device again.
+/// `n` devices for data-parallel training: one as [`device`] gives it, or wgpu's discrete GPUs
+/// 0..n (not the default device plus GPUs 1..n, which could name one GPU twice), or (CPU
+/// backends) the same CPU device n times.
 pub fn devices(backend: &str, n: usize) -> Result<Vec<Device>, TrainError> {
-    let first = device(backend)?;
-    let mut all = vec![first.clone()];
-    for i in 1..n {
-        let d = if backend == "wgpu" {
+    if n <= 1 || backend != "wgpu" {
+        return Ok(vec![device(backend)?; n.max(1)]);
+    }
+    (0..n)
+        .map(|i| {
             wgpu_gpu(i).ok_or_else(|| TrainError::Backend {
                 backend: backend.into(),
-                message: format!("train.devices = {n}, but GPU {i} is not there"),
-            })?
-        } else {
-            first.clone()
-        };
-        all.push(d);
-    }
-    Ok(all)
+                message: if cfg!(feature = "wgpu") {
+                    format!("train.devices = {n}, but discrete GPU {i} is not there")
+                } else {
+                    "this build has no wgpu support: rebuild with `--features wgpu`".into()
+                },
+            })
+        })
+        .collect()
 }
 
 #[cfg(feature = "wgpu")]

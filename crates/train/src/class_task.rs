@@ -1,10 +1,14 @@
 //! Classification training: ImageNet / ImageNet-10 / Visual Wake Words photos or Fashion-MNIST,
 //! cross-entropy, top-1 / top-5 accuracy.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
+use burn::tensor::TensorData;
+use data::augment::AugRng;
 use data::augment::classification::{IMAGENET_SCALE, VWW_SCALE};
 use data::class_dataset::{ClassBatch, ClassBatcher, ClassItem, ClassPipeline, FashionMnistDataset, ImageClassDataset};
 use data::fashion_mnist::Mnist;
@@ -99,6 +103,9 @@ fn split(cfg: &Config, split: &str, train: bool) -> Result<ClassData, TrainError
 pub struct ClassTask {
     pub train: ClassData,
     pub val: ClassData,
+    /// Seed and epoch of the dropout masks.
+    seed: u64,
+    epoch: AtomicU64,
     eval_batch: usize,
     loaders: rayon::ThreadPool,
     device: Device,
@@ -109,6 +116,8 @@ impl ClassTask {
         Ok(Self {
             train: split(cfg, &cfg.data.train_split, true)?,
             val: split(cfg, &cfg.data.val_split, false)?,
+            seed: cfg.train.seed,
+            epoch: AtomicU64::new(0),
             eval_batch: cfg.train.batch_size.max(64),
             loaders: loader_pool(cfg.train.workers)?,
             device: device.clone(),
@@ -120,6 +129,23 @@ impl ClassTask {
             self.loaders.install(|| indices.par_iter().map(|&i| data.get(i)).collect::<Result<_, _>>())?;
         Ok(ClassBatcher.batch(items, device))
     }
+}
+
+/// Sets the dropout masks' random streams apart from the augmentation's of the same samples.
+const DROPOUT_STREAM: u64 = 0xD50B_0A75_1EAF_0001;
+
+/// The dropout mask `[indices, features]` of training samples `indices` in `epoch`: each
+/// sample's row is drawn from its own stream of (seed, epoch, index), so that the mask does not
+/// depend on how the batch is split over devices, on other runs in the process, or on where a
+/// run was resumed. Kept features are 1 / (1 - prob), as in burn's and PyTorch's dropout.
+fn dropout_mask(seed: u64, epoch: u64, indices: &[usize], prob: f64, features: usize, device: &Device) -> Tensor<2> {
+    let scale = (1.0 / (1.0 - prob)) as f32;
+    let mut keep = Vec::with_capacity(indices.len() * features);
+    for &i in indices {
+        let mut rng = AugRng::for_sample(seed ^ DROPOUT_STREAM, epoch, i as u64);
+        keep.extend((0..features).map(|_| if rng.coin(prob) { 0.0 } else { scale }));
+    }
+    Tensor::from_data(TensorData::new(keep, [indices.len(), features]), device)
 }
 
 /// Top-1 and top-5 hits of `logits` `[n, classes]` against `labels`.
@@ -140,11 +166,19 @@ impl Task for ClassTask {
 
     fn set_epoch(&self, epoch: u64) {
         self.train.set_epoch(epoch);
+        self.epoch.store(epoch, Ordering::Relaxed);
     }
 
     fn loss(&self, net: &Net, indices: &[usize], device: &Device) -> Result<StepLoss, TrainError> {
         let b = self.batch(&self.train, indices, device)?;
-        let logits = net.classify(b.images)?;
+        let logits = match net.dropout() {
+            Some((prob, features)) => {
+                let epoch = self.epoch.load(Ordering::Relaxed);
+                let keep = dropout_mask(self.seed, epoch, indices, prob, features, &b.images.device());
+                net.classify_with_dropout_mask(b.images, keep)?
+            }
+            None => net.classify(b.images)?,
+        };
         let total = CrossEntropyLossConfig::new().init(&logits.device()).forward(logits, b.labels);
         Ok(StepLoss { total, loc: None, conf: None })
     }

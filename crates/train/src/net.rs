@@ -93,6 +93,23 @@ impl Net {
         })
     }
 
+    /// The dropout probability and the features it acts on, for a classifier with dropout.
+    pub fn dropout(&self) -> Option<(f64, usize)> {
+        match self {
+            Net::MobileNetV2(m) => m.dropout(),
+            _ => None,
+        }
+    }
+
+    /// Training logits of a classifier with dropout, its mask given (`[batch, features]`,
+    /// see `MobileNetV2::forward_with_dropout_mask`).
+    pub fn classify_with_dropout_mask(&self, x: Tensor<4>, keep: Tensor<2>) -> Result<Tensor<2>, TrainError> {
+        match self {
+            Net::MobileNetV2(m) => Ok(m.forward_with_dropout_mask(x, keep)?),
+            _ => self.classify(x),
+        }
+    }
+
     /// Logits `[batch, classes]` of a classifier.
     pub fn classify(&self, x: Tensor<4>) -> Result<Tensor<2>, TrainError> {
         Ok(match self {

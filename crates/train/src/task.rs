@@ -23,7 +23,7 @@ pub struct Evaluation {
     pub top5: Option<f64>,
 }
 
-pub trait Task {
+pub trait Task: Send + Sync {
     /// Training samples.
     fn len(&self) -> usize;
     /// The epoch whose augmentation the training samples draw.

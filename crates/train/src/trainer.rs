@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::{AdamConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer, MultiGradientsParams, SgdConfig};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::prelude::*;
@@ -27,7 +27,7 @@ use crate::metrics::{self, EpochMetrics};
 use crate::net::{ModelKind, Net};
 use crate::schedule::WarmupCosine;
 use crate::sparsify::{M4_KEEP, sparsify_rnnpool};
-use crate::task::{StepLoss, Task};
+use crate::task::Task;
 
 pub const LAST: &str = "last.ckpt";
 pub const BEST: &str = "best.ckpt";
@@ -58,6 +58,18 @@ fn optimizer(cfg: &Config) -> ModuleOptimizer {
 /// weights.
 static SEEDED_INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// Draws every lazily initialised parameter now, in module order. burn's parameters are
+/// initialised on first use; left lazy, the draws would happen outside [`SEEDED_INIT`] and in
+/// whatever order the first forward pass (or the data-parallel `fork`s) touch them, so the
+/// weights of a seed would depend on the device count and on other trainings in the process.
+struct InitNow;
+
+impl burn::module::ModuleVisitor for InitNow {
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+        let _ = param.val();
+    }
+}
+
 /// A model of `cfg` on `device`, initialised from `train.seed`, with the weights of
 /// `model.init` when given.
 pub fn build_model(cfg: &Config, device: &Device) -> Result<(ModelKind, Net), TrainError> {
@@ -69,7 +81,9 @@ pub fn build_model(cfg: &Config, device: &Device) -> Result<(ModelKind, Net), Tr
     let mut net = {
         let _guard = SEEDED_INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         device.seed(cfg.train.seed);
-        kind.init(classes, channels, device)?
+        let net = kind.init(classes, channels, device)?;
+        net.visit(&mut InitNow);
+        net
     };
     match &cfg.model.init {
         // One of our checkpoints (fine-tuning from a previous run): its weights only.
@@ -219,22 +233,30 @@ pub fn train_on(cfg: &Config, opts: &RunOptions, devices: &[Device]) -> Result<R
         let samples = order.as_ref().map(|(_, o)| o.as_slice()).unwrap_or_default();
         bar.set_prefix(format!("{}/{}", epoch + 1, t.epochs));
         let lr = schedule.lr(state.step);
-        let mut grads = GradientsAccumulator::<Net>::new();
+        // One accumulator per device: gradients stay where they were computed until the
+        // optimizer step sums each parameter's on one device.
+        let mut grads: Vec<GradientsAccumulator<Net>> = replicas.iter().map(|_| GradientsAccumulator::new()).collect();
         for micro in samples[in_epoch * per_step..((in_epoch + 1) * per_step).min(n)].chunks(t.batch_size) {
-            // Data parallel: each device takes a shard of the micro-batch with its own copy
-            // of the model (burn's fork); the gradients come back to the first device. The
-            // shards' losses are weighted as accumulated micro-batches would be.
             let shards: Vec<&[usize]> = micro.chunks(micro.len().div_ceil(replicas.len())).collect();
+            // The shards' losses are weighted as accumulated micro-batches would be.
             let weight = (t.accumulation * shards.len()) as f64;
-            for (i, (shard, replica_device)) in shards.iter().zip(&replicas).enumerate() {
-                let replica = if i == 0 { net.clone() } else { net.clone().fork(replica_device) };
-                let loss = task.loss(&replica, shard, replica_device)?;
-                sums.add(&loss, shard.len());
-                let g = GradientsParams::from_grads((loss.total / weight).backward(), &replica);
-                grads.accumulate(&net, if i == 0 { g } else { g.to_device(&device, &net) });
+            for (i, result) in data_parallel_pass(task.as_ref(), &net, &shards, &replicas, weight)?.into_iter().enumerate() {
+                sums.add(&result.loss, shards[i].len());
+                grads[i].accumulate(&net, result.grads);
             }
         }
-        net = optim.step(lr, net, grads.grads());
+        net = if replicas.len() == 1 {
+            let grads = grads.pop().map(|mut g| g.grads()).unwrap_or_default();
+            optim.step(lr, net, grads)
+        } else {
+            // burn's multi-device step: each parameter's gradients are summed and the parameter
+            // updated on one device (chosen by parameter id, so the optimizer state is spread over
+            // the devices); the model is then gathered back on the first device.
+            let grads = MultiGradientsParams {
+                grads: grads.iter_mut().map(|g| g.grads()).zip(replicas.iter().cloned()).collect(),
+            };
+            optim.step_multi(lr, net, grads).fork(&device)
+        };
         if t.sparsify
             && let Net::Face(mut m) = net
         {
@@ -279,6 +301,60 @@ pub fn train_on(cfg: &Config, opts: &RunOptions, devices: &[Device]) -> Result<R
     Ok(RunSummary { steps: state.step, history: state.history, out_dir: out })
 }
 
+/// What one device's shard of a micro-batch gives back.
+struct ShardResult {
+    loss: ShardLoss,
+    grads: GradientsParams,
+}
+
+/// A shard's loss, read back to the host.
+struct ShardLoss {
+    total: f64,
+    loc: Option<f64>,
+    conf: Option<f64>,
+}
+
+/// Forward and backward of `net` on `shards[i]` on `devices[i]`, all devices at once: the
+/// first shard on this thread with `net` itself, every other one on a thread of its own with a
+/// copy of the model on its device (burn's `fork`). The copies get their own BatchNorm running
+/// statistics (`valid().train()` makes new ones), so `net` keeps the first device's, updated
+/// from this thread only, as with one device (and as PyTorch's DistributedDataParallel keeps
+/// rank 0's): concurrent updates of one shared running state would depend on thread timing.
+/// Each result's gradients are on its shard's device.
+fn data_parallel_pass(
+    task: &dyn Task,
+    net: &Net,
+    shards: &[&[usize]],
+    devices: &[Device],
+    weight: f64,
+) -> Result<Vec<ShardResult>, TrainError> {
+    let pass = |replica: &Net, shard: &[usize], device: &Device| -> Result<ShardResult, TrainError> {
+        let loss = task.loss(replica, shard, device)?;
+        let grads = GradientsParams::from_grads((loss.total.clone() / weight).backward(), replica);
+        let total = loss.total.into_scalar::<f32>() as f64;
+        Ok(ShardResult { loss: ShardLoss { total, loc: loss.loc, conf: loss.conf }, grads })
+    };
+    let ((shard0, other_shards), (device0, other_devices)) = match (shards.split_first(), devices.split_first()) {
+        (Some(s), Some(d)) => (s, d),
+        _ => return Ok(Vec::new()),
+    };
+    std::thread::scope(|scope| {
+        let others: Vec<_> = other_shards
+            .iter()
+            .zip(other_devices)
+            .map(|(shard, device)| {
+                let replica = net.valid().train().fork(device);
+                scope.spawn(move || pass(&replica, shard, device))
+            })
+            .collect();
+        let mut results = vec![pass(net, shard0, device0)?];
+        for other in others {
+            results.push(other.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?);
+        }
+        Ok(results)
+    })
+}
+
 /// Running sums of one epoch's training losses.
 #[derive(Default)]
 struct LossSums {
@@ -291,8 +367,8 @@ struct LossSums {
 }
 
 impl LossSums {
-    fn add(&mut self, loss: &StepLoss, images: usize) {
-        self.total += loss.total.clone().into_scalar::<f32>() as f64;
+    fn add(&mut self, loss: &ShardLoss, images: usize) {
+        self.total += loss.total;
         let add = |sum: Option<f64>, part: Option<f64>| part.map(|p| sum.unwrap_or(0.0) + p).or(sum);
         self.loc = add(self.loc, loss.loc);
         self.conf = add(self.conf, loss.conf);

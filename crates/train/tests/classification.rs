@@ -3,6 +3,8 @@
 //! place (configs/fashion_mnist_{rnnpool,avgpool}.toml); MobileNetV2-RNNPool trains on photos in
 //! the ImageNet folder layout.
 
+mod common;
+
 use std::path::Path;
 
 use train::Config;
@@ -10,13 +12,8 @@ use train::trainer::{self, RunOptions};
 
 #[test]
 fn both_poolings_reach_85_percent_on_fashion_mnist() {
-    if !Path::new(data::fashion_mnist::DEBIAN_DIR).exists() {
-        eprintln!("{} missing (apt-get install dataset-fashion-mnist): not run", data::fashion_mnist::DEBIAN_DIR);
-        return;
-    }
-    let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
     for name in ["fashion_mnist_rnnpool", "fashion_mnist_avgpool"] {
-        let mut cfg = Config::load(&configs.join(format!("{name}.toml"))).unwrap();
+        let Some(mut cfg) = common::fashion_config(name) else { return };
         let out = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
         cfg.output.dir = out.clone();
         let start = std::time::Instant::now();
