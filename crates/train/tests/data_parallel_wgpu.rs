@@ -2,11 +2,12 @@
 //! (its own CubeCL server, memory and queue), gradients and parameters moved between them by
 //! burn's `MultiGradientsParams` / `step_multi`, ends with the weights of one wgpu device that
 //! takes the same global batch as two accumulated micro-batches (measured on lavapipe:
-//! identical). Without a GPU both devices are Mesa's lavapipe: wgpu's `DefaultDevice` and `Cpu`
-//! are two devices of burn even on one adapter (a machine with two GPUs gets `DiscreteGpu(0)` and
-//! `DiscreteGpu(1)` from `train.devices = 2`). The small Fashion-MNIST classifier with its RNNPool
-//! layer (the CubeCL kernels), 32 images, so that lavapipe takes seconds: `cargo test -p
-//! rnnpool-core -p train --features rnnpool-core/wgpu,train/wgpu --test data_parallel_wgpu`.
+//! identical). On a machine with two GPUs the devices are `DiscreteGpu(0)` and `DiscreteGpu(1)`
+//! (what `train.devices = 2` takes); otherwise wgpu's `DefaultDevice` and `Cpu`, two devices of
+//! burn even on one adapter (without a GPU both are Mesa's lavapipe). The small Fashion-MNIST
+//! classifier with its RNNPool layer (the CubeCL kernels), 32 images, so that lavapipe takes
+//! seconds: `cargo test -p rnnpool-core -p train --features rnnpool-core/wgpu,train/wgpu --test
+//! data_parallel_wgpu`.
 
 #![cfg(feature = "wgpu")]
 
@@ -18,7 +19,9 @@ use burn::tensor::DeviceKind;
 #[test]
 #[allow(deprecated)]
 fn two_wgpu_devices_equal_one_with_the_same_global_batch() {
-    let (a, b) = (Device::wgpu(DeviceKind::DefaultDevice), Device::wgpu(DeviceKind::Cpu));
+    // Two GPUs where the machine has them, else two devices on the one adapter.
+    let two_gpus = train::backend::devices("wgpu", 2).ok().and_then(|d| <[Device; 2]>::try_from(d).ok());
+    let [a, b] = two_gpus.unwrap_or_else(|| [Device::wgpu(DeviceKind::DefaultDevice), Device::wgpu(DeviceKind::Cpu)]);
     assert!(a != b, "two wgpu devices expected");
     common::two_devices_match_accumulation("small_rnnpool", "two wgpu devices vs one", [a, b], 16, 1e-6);
 }

@@ -1,10 +1,11 @@
-//! What the training tests share: the bundled sample and a small RNNPool-Face-M4 config.
+//! What the training tests share: the bundled sample and a small RNNPool-Face-M4 config,
+//! Fashion-MNIST runs, weight comparisons. Each test binary uses a part of it.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
 use train::Config;
 
-#[allow(dead_code)]
 pub mod weights;
 
 pub fn sample() -> PathBuf {
@@ -32,7 +33,6 @@ pub fn tmp(name: &str) -> PathBuf {
 
 /// `configs/<name>.toml`, a Fashion-MNIST config; `None` (and a note) when the Debian dataset
 /// is not installed.
-#[allow(dead_code)]
 pub fn fashion_config(name: &str) -> Option<Config> {
     if !Path::new(data::fashion_mnist::DEBIAN_DIR).exists() {
         eprintln!("{} missing (apt-get install dataset-fashion-mnist): not run", data::fashion_mnist::DEBIAN_DIR);
@@ -68,7 +68,6 @@ fn train_fashion(
 /// Trains `model` on Fashion-MNIST on the two `devices` (micro-batch `batch`, split between
 /// them) and on the first alone (`batch / 2`, 2 micro-batches accumulated), and asserts that
 /// the weights end within `tol` of their movement (see [`weights::compare`]).
-#[allow(dead_code)]
 pub fn two_devices_match_accumulation(model: &str, label: &str, devices: [burn::prelude::Device; 2], batch: usize, tol: f32) {
     let Some((cfg, two)) = train_fashion(model, &format!("{model}-2"), &devices, batch, 1) else { return };
     let (_, one) = train_fashion(model, &format!("{model}-1"), &devices[..1], batch / 2, 2).unwrap();
