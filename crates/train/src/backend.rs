@@ -46,8 +46,9 @@ pub fn devices(backend: &str, n: usize) -> Result<Vec<Device>, TrainError> {
         .collect()
 }
 
+/// The wgpu device of `kind`, if the machine has an adapter for it.
 #[cfg(feature = "wgpu")]
-fn probe(kind: burn::tensor::DeviceKind) -> Option<Device> {
+pub fn probe(kind: burn::tensor::DeviceKind) -> Option<Device> {
     // Without an adapter cubecl panics (on its device thread, then on ours); turn that into our
     // error, without the panic messages that would bury it.
     let report = std::panic::take_hook();
