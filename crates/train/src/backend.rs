@@ -29,18 +29,16 @@ pub fn device(backend: &str) -> Result<Device, TrainError> {
 /// 0..n (not the default device plus GPUs 1..n, which could name one GPU twice), or (CPU
 /// backends) the same CPU device n times.
 pub fn devices(backend: &str, n: usize) -> Result<Vec<Device>, TrainError> {
+    // Asked first so that a build or machine without wgpu gets `device`'s error and advice.
+    let first = device(backend)?;
     if n <= 1 || backend != "wgpu" {
-        return Ok(vec![device(backend)?; n.max(1)]);
+        return Ok(vec![first; n.max(1)]);
     }
     (0..n)
         .map(|i| {
             wgpu_gpu(i).ok_or_else(|| TrainError::Backend {
                 backend: backend.into(),
-                message: if cfg!(feature = "wgpu") {
-                    format!("train.devices = {n}, but discrete GPU {i} is not there")
-                } else {
-                    "this build has no wgpu support: rebuild with `--features wgpu`".into()
-                },
+                message: format!("train.devices = {n}, but discrete GPU {i} is not there"),
             })
         })
         .collect()

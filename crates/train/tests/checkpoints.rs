@@ -29,11 +29,9 @@ fn values(net: &Net) -> Vec<u32> {
     v.0
 }
 
-fn weights(cfg: &Config, ckpt: &Path) -> Vec<u32> {
-    let device = train::backend::device(&cfg.train.backend).unwrap();
-    let (_, net) = trainer::build_model(cfg, &device).unwrap();
-    let (_, net, _) = trainer::load_checkpoint(ckpt, cfg, net, None).unwrap();
-    values(&net)
+/// The values of `dir/last.ckpt`.
+fn weights(cfg: &Config, dir: &Path) -> Vec<u32> {
+    values(&common::weights::load(cfg, dir))
 }
 
 #[test]
@@ -54,7 +52,7 @@ fn a_resumed_run_ends_bit_identical_to_an_uninterrupted_one() {
         }
         let s = trainer::train(&b, &RunOptions { resume: true, ..quiet.clone() }).unwrap();
         assert_eq!(s.steps, 6);
-        let (wa, wb) = (weights(&a, &whole.join(LAST)), weights(&b, &cut.join(LAST)));
+        let (wa, wb) = (weights(&a, &whole), weights(&b, &cut));
         assert!(wa == wb, "{backend}: resumed weights differ from the uninterrupted run");
         // The weights did move (so equality is not vacuous).
         let (_, fresh) = trainer::build_model(&a, &train::backend::device(backend).unwrap()).unwrap();
@@ -82,7 +80,7 @@ fn a_resumed_classifier_with_dropout_ends_bit_identical() {
         }
         let s = trainer::train(&cfg, &RunOptions { resume: !cuts.is_empty(), ..quiet }).unwrap();
         assert_eq!(s.steps, 6);
-        let w = weights(&cfg, &cfg.output.dir.join(LAST));
+        let w = weights(&cfg, &cfg.output.dir);
         std::fs::remove_dir_all(&cfg.output.dir).ok();
         w
     };
@@ -100,7 +98,7 @@ fn a_run_beside_another_ends_bit_identical_to_one_alone() {
         let out = tmp(name);
         let cfg = config(&out, "ndarray", 2);
         trainer::train(&cfg, &RunOptions { quiet: true, ..Default::default() }).unwrap();
-        let w = weights(&cfg, &out.join(LAST));
+        let w = weights(&cfg, &out);
         std::fs::remove_dir_all(&out).ok();
         w
     };

@@ -13,23 +13,20 @@ pub fn weights(net: &Net) -> Vec<(String, Vec<f32>)> {
         vec![("stem".into(), values(stem)), ("block.0.project".into(), values(block)), ("classifier".into(), values(head))]
     };
     match net {
-        Net::Small(m) => {
-            return classifier(m.stem.conv.weight.val(), m.blocks[0].project.weight.val(), m.classifier.weight.val());
+        Net::Small(m) => classifier(m.stem.conv.weight.val(), m.blocks[0].project.weight.val(), m.classifier.weight.val()),
+        Net::MobileNetV2(m) => classifier(m.stem.conv.weight.val(), m.blocks[0].project.weight.val(), m.classifier.weight.val()),
+        Net::Face(m) => {
+            let cell = m.rnn_pool.pool.rnn1.as_fastgrnn().unwrap();
+            vec![
+                ("stem".into(), values(m.stem[0].conv.weight.val())),
+                ("rnn1.W".into(), values(cell.w.val())),
+                ("mob.3.project".into(), values(m.blocks[3].project.weight.val())),
+                ("mob.3.project_bn.gamma".into(), values(m.blocks[3].project_bn.gamma.val())),
+                ("conf.3".into(), values(m.conf[3].weight.val())),
+            ]
         }
-        Net::MobileNetV2(m) => {
-            return classifier(m.stem.conv.weight.val(), m.blocks[0].project.weight.val(), m.classifier.weight.val());
-        }
-        _ => {}
+        Net::DenseNet(_) => panic!("a face or MobileNetV2-style model"),
     }
-    let Net::Face(m) = net else { panic!("a face or MobileNetV2-style model") };
-    let cell = m.rnn_pool.pool.rnn1.as_fastgrnn().unwrap();
-    vec![
-        ("stem".into(), values(m.stem[0].conv.weight.val())),
-        ("rnn1.W".into(), values(cell.w.val())),
-        ("mob.3.project".into(), values(m.blocks[3].project.weight.val())),
-        ("mob.3.project_bn.gamma".into(), values(m.blocks[3].project_bn.gamma.val())),
-        ("conf.3".into(), values(m.conf[3].weight.val())),
-    ]
 }
 
 /// Asserts that every watched weight trained, and that `x` and `y` differ by at most `tol` times
