@@ -65,6 +65,13 @@ fn fused_matches_composed_on_wgpu_for_uneven_grids() {
     }
 }
 
+/// Sizes that divide into nothing: 3 * 37 * 41 = 4551 pixels make dW's blocks of 1024 steps end
+/// in a short one, and the parameter sums run several passes of partial groups.
+#[test]
+fn fused_matches_composed_on_wgpu_for_ragged_blocks() {
+    assert_fused_matches_composed(RnnPoolLayerConfig::new(3, [3, 5], [2, 3], 5, 3), [3, 3, 37, 41]);
+}
+
 /// RNNPool-Face-M4's layer (4 channels, 8x8 patches at stride 4, hidden 16) on a batch of two.
 #[test]
 fn fused_matches_composed_on_wgpu_for_face_m4() {

@@ -175,7 +175,10 @@ fn advance<F: Float>(
     }
 }
 
-/// Runs every sequence of one RNN and writes its last state `[sequences, h]`.
+/// Runs every sequence of one RNN and writes its last state `[sequences, h]`; `traced`, also the
+/// state every step started from (`prev`, layout [`trace_at`], zero past a sequence's end), which
+/// the backward scan reads instead of running the sequence again. Launched for `padded` (a
+/// multiple of [`LANES`]) threads; the padding lanes run no steps, so they only write zeros.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 fn fastgrnn_scan_forward<F: Float>(
@@ -186,20 +189,29 @@ fn fastgrnn_scan_forward<F: Float>(
     zeta: &Tensor<F>,
     nu: &Tensor<F>,
     last: &mut Tensor<F>,
+    prev: &mut Tensor<F>,
     dims: Sequence<u32>,
     sequences: u32,
+    padded: u32,
     per_patch: u32,
+    longest: u32,
     #[comptime] h: usize,
     #[comptime] rnn1: bool,
+    #[comptime] traced: bool,
     #[define(F)] _dtype: ElemType,
 ) {
     let seq = ABSOLUTE_POS;
-    if seq >= sequences as usize {
+    if seq >= padded as usize {
         terminate!();
     }
+    let steps_max = longest as usize;
+    let real = seq < sequences as usize;
     let n = seq / per_patch as usize;
     let s = seq % per_patch as usize;
-    let len = steps(s, dims[4] as usize, dims[5] as usize, rnn1);
+    let mut len = 0;
+    if real {
+        len = steps(s, dims[4] as usize, dims[5] as usize, rnn1);
+    }
     let sz = sigmoid::<F>(zeta[0]);
     let sn = sigmoid::<F>(nu[0]);
     let mut state = Array::<F>::new(h);
@@ -209,22 +221,38 @@ fn fastgrnn_scan_forward<F: Float>(
         state[j] = F::new(0.0);
     }
     for t in 0..len {
+        if traced {
+            #[unroll]
+            for j in 0..h {
+                prev[trace_at(seq, t, j, steps_max, h)] = state[j];
+            }
+        }
         let row = input_row(n, s, t, &dims, rnn1);
         preactivation::<F>(xw, row, u, &state, &mut pre, h);
         advance::<F>(&pre, bias_gate, bias_update, sz, sn, &mut state, h);
     }
-    #[unroll]
-    for j in 0..h {
-        last[seq * h + j] = state[j];
+    if traced {
+        for t in len..steps_max {
+            #[unroll]
+            for j in 0..h {
+                prev[trace_at(seq, t, j, steps_max, h)] = F::new(0.0);
+            }
+        }
+    }
+    if real {
+        #[unroll]
+        for j in 0..h {
+            last[seq * h + j] = state[j];
+        }
     }
 }
 
 /// Back-propagation through time for every sequence of one RNN, from the gradient of its last
-/// states. Writes, per sequence and step (zero past the sequence's end; layout [`trace_at`]):
-/// the state the step started from (`prev`) and d(pre) (`dpre`, the gradient of the projected
-/// input); per sequence: the sums of d(gate pre-activation) and d(update pre-activation) over
-/// its steps (the bias gradients) and its share of the gradients of raw zeta and nu. Launched
-/// for `padded` (a multiple of [`LANES`]) threads.
+/// states and the forward trace `prev` ([`fastgrnn_scan_forward`], traced). Writes, per sequence
+/// and step (zero past the sequence's end; layout [`trace_at`]), d(pre) (`dpre`, the gradient of
+/// the projected input); per sequence: the sums of d(gate pre-activation) and d(update
+/// pre-activation) over its steps (the bias gradients) and its share of the gradients of raw
+/// zeta and nu. Launched for `padded` (a multiple of [`LANES`]) threads.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 fn fastgrnn_scan_backward<F: Float>(
@@ -235,7 +263,7 @@ fn fastgrnn_scan_backward<F: Float>(
     zeta: &Tensor<F>,
     nu: &Tensor<F>,
     dlast: &Tensor<F>,
-    prev: &mut Tensor<F>,
+    prev: &Tensor<F>,
     dpre: &mut Tensor<F>,
     gate_sum: &mut Tensor<F>,
     update_sum: &mut Tensor<F>,
@@ -269,26 +297,9 @@ fn fastgrnn_scan_backward<F: Float>(
     let sn = sigmoid::<F>(nu[0]);
     let mut state = Array::<F>::new(h);
     let mut pre = Array::<F>::new(h);
-    #[unroll]
-    for j in 0..h {
-        state[j] = F::new(0.0);
-    }
-
-    // Forward again, keeping the states (the backward pass reads them back; they are also
-    // what dU is formed from).
-    for t in 0..len {
-        #[unroll]
-        for j in 0..h {
-            prev[trace_at(seq, t, j, steps_max, h)] = state[j];
-        }
-        let row = input_row(n, s, t, &dims, rnn1);
-        preactivation::<F>(xw, row, u, &state, &mut pre, h);
-        advance::<F>(&pre, bias_gate, bias_update, sz, sn, &mut state, h);
-    }
     for t in len..steps_max {
         #[unroll]
         for j in 0..h {
-            prev[trace_at(seq, t, j, steps_max, h)] = F::new(0.0);
             dpre[trace_at(seq, t, j, steps_max, h)] = F::new(0.0);
         }
     }
@@ -450,10 +461,15 @@ fn summary_gradient<F: Float>(
     dpre[trace_at(fwd, t, j, steps_max, h)] + dpre[trace_at(fwd + 1, len - 1 - t, j, steps_max, h)]
 }
 
+/// Side of the square output tile one [`block_products`] thread computes: each step then loads
+/// `2 * TILE` values for `TILE²` products.
+const TILE: usize = 4;
+
 /// `out[b][i][j] = Σ_k a(b, k, i) · c(b, k, j)` for every block `b`, with each operand addressed
-/// by its strides (block, row `i`/`j`, step `k`), one thread per output element: dW and dU over
-/// blocks of a few hundred steps. burn's batched matmul on the same 16x16 products was 2-7x
-/// slower on lavapipe (dU 246 vs 105 ms, dW 31 vs 4 ms at batch 1).
+/// by its strides (block, row `i`/`j`, step `k`) and block `b` running `depth` steps or up to
+/// step `steps` overall (a shorter last block), one thread per `TILE x TILE` tile of a block's
+/// output: dW and dU over blocks of a few hundred steps. burn's batched matmul on the same
+/// 16x16 products was 2-7x slower on lavapipe (dU 246 vs 105 ms, dW 31 vs 4 ms at batch 1).
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 fn block_products<F: Float>(
@@ -463,24 +479,93 @@ fn block_products<F: Float>(
     a_strides: Sequence<u32>,
     c_strides: Sequence<u32>,
     depth: u32,
-    total: u32,
+    steps: u32,
+    tiles: u32,
     #[comptime] m: usize,
     #[comptime] n: usize,
+    #[define(F)] _dtype: ElemType,
+) {
+    let id = ABSOLUTE_POS;
+    if id >= tiles as usize {
+        terminate!();
+    }
+    let tiles_n = comptime!(n.div_ceil(TILE));
+    let tiles_m = comptime!(m.div_ceil(TILE));
+    let j0 = (id % tiles_n) * TILE;
+    let i0 = ((id / tiles_n) % tiles_m) * TILE;
+    let b = id / (tiles_m * tiles_n);
+    let first = b * depth as usize;
+    let mut len = depth as usize;
+    if first + len > steps as usize {
+        len = steps as usize - first;
+    }
+    // Rows and columns past the edge read the last one (a valid address) and are not written.
+    let mut a_at = Array::<usize>::new(TILE);
+    let mut c_at = Array::<usize>::new(TILE);
+    #[unroll]
+    for d in 0..TILE {
+        a_at[d] = b * a_strides[0] as usize + min(i0 + d, m - 1) * a_strides[1] as usize;
+        c_at[d] = b * c_strides[0] as usize + min(j0 + d, n - 1) * c_strides[1] as usize;
+    }
+    let (a_step, c_step) = (a_strides[2] as usize, c_strides[2] as usize);
+    let mut av = Array::<F>::new(TILE);
+    let mut cv = Array::<F>::new(TILE);
+    let mut acc = Array::<F>::new(TILE * TILE);
+    #[unroll]
+    for e in 0..TILE * TILE {
+        acc[e] = F::new(0.0);
+    }
+    for k in 0..len {
+        #[unroll]
+        for d in 0..TILE {
+            av[d] = a[a_at[d] + k * a_step];
+            cv[d] = c[c_at[d] + k * c_step];
+        }
+        #[unroll]
+        for di in 0..TILE {
+            #[unroll]
+            for dj in 0..TILE {
+                acc[di * TILE + dj] += av[di] * cv[dj];
+            }
+        }
+    }
+    #[unroll]
+    for di in 0..TILE {
+        #[unroll]
+        for dj in 0..TILE {
+            if i0 + di < m && j0 + dj < n {
+                out[(b * m + i0 + di) * n + j0 + dj] = acc[di * TILE + dj];
+            }
+        }
+    }
+}
+
+/// Sums of `rows` rows of `t` `[rows, cols]` in groups of `group`: `out[g][col]`, one thread per
+/// output element (consecutive threads read consecutive columns).
+#[cube(launch)]
+fn sum_row_groups<F: Float>(
+    t: &Tensor<F>,
+    out: &mut Tensor<F>,
+    rows: u32,
+    cols: u32,
+    group: u32,
+    total: u32,
     #[define(F)] _dtype: ElemType,
 ) {
     let id = ABSOLUTE_POS;
     if id >= total as usize {
         terminate!();
     }
-    let j = id % n;
-    let i = (id / n) % m;
-    let b = id / (m * n);
-    let a_at = b * a_strides[0] as usize + i * a_strides[1] as usize;
-    let c_at = b * c_strides[0] as usize + j * c_strides[1] as usize;
-    let (a_step, c_step) = (a_strides[2] as usize, c_strides[2] as usize);
+    let cols = cols as usize;
+    let col = id % cols;
+    let first = (id / cols) * group as usize;
+    let mut end = first + group as usize;
+    if end > rows as usize {
+        end = rows as usize;
+    }
     let mut sum = F::new(0.0);
-    for k in 0..depth as usize {
-        sum += a[a_at + k * a_step] * c[c_at + k * c_step];
+    for row in first..end {
+        sum += t[row * cols + col];
     }
     out[id] = sum;
 }
@@ -518,13 +603,38 @@ fn cell_args(cell: &CellTensors<Ops>) -> [TensorArg; 5] {
 
 /// Last states `[patches * per_patch, h]` of one RNN over projected inputs `xw`.
 fn scan_forward(xw: CubeTensor, cell: &CellTensors<Ops>, g: &PatchGrid, stage: Stage) -> CubeTensor {
+    launch_scan_forward(xw, cell, g, stage, false).0
+}
+
+/// [`scan_forward`] and the trace the backward scan reads: the state every step started from
+/// (`[padded / LANES, h, longest * LANES]`, [`trace_at`]).
+fn scan_forward_traced(
+    xw: CubeTensor,
+    cell: &CellTensors<Ops>,
+    g: &PatchGrid,
+    stage: Stage,
+) -> (CubeTensor, CubeTensor) {
+    launch_scan_forward(xw, cell, g, stage, true)
+}
+
+fn launch_scan_forward(
+    xw: CubeTensor,
+    cell: &CellTensors<Ops>,
+    g: &PatchGrid,
+    stage: Stage,
+    traced: bool,
+) -> (CubeTensor, CubeTensor) {
     let h = hidden_of(cell);
     let per_patch = stage.per_patch(g);
     let sequences = g.patches() * per_patch;
+    let padded = sequences.next_multiple_of(LANES);
+    let longest = g.longest();
     let last = empty_like(&xw, vec![sequences, h]);
+    // An untraced scan writes no trace; the kernel still takes a tensor there.
+    let prev = empty_like(&xw, if traced { trace_shape(padded, h, longest) } else { vec![1] });
     let [u, bg, bu, zeta, nu] = cell_args(cell);
     let dtype = dtype_to_storage_type(xw.dtype);
-    let (count, dim) = launch_shape(&xw.client, sequences, SCAN_CUBE);
+    let (count, dim) = launch_shape(&xw.client, padded, SCAN_CUBE);
     fastgrnn_scan_forward::launch(
         &xw.client,
         count,
@@ -536,14 +646,23 @@ fn scan_forward(xw: CubeTensor, cell: &CellTensors<Ops>, g: &PatchGrid, stage: S
         zeta,
         nu,
         last.clone().into_tensor_arg(),
+        prev.clone().into_tensor_arg(),
         dims_arg(g),
         sequences as u32,
+        padded as u32,
         per_patch as u32,
+        longest as u32,
         h,
         stage == Stage::Rnn1,
+        traced,
         dtype,
     );
-    last
+    (last, prev)
+}
+
+/// `[blocks, h, steps * LANES]`: a trace of `padded` sequences ([`trace_at`]).
+fn trace_shape(padded: usize, h: usize, longest: usize) -> Vec<usize> {
+    vec![padded / LANES, h, longest * LANES]
 }
 
 /// What one RNN's backward scan leaves for the parameter gradients.
@@ -560,16 +679,24 @@ struct ScanGrads {
     nu_sum: CubeTensor,
 }
 
-fn scan_backward(xw: CubeTensor, cell: &CellTensors<Ops>, dlast: CubeTensor, g: &PatchGrid, stage: Stage) -> ScanGrads {
+/// Back-propagation through one RNN from the gradient of its last states, given its projected
+/// inputs and its forward trace `prev`.
+fn scan_backward(
+    xw: CubeTensor,
+    prev: CubeTensor,
+    cell: &CellTensors<Ops>,
+    dlast: CubeTensor,
+    g: &PatchGrid,
+    stage: Stage,
+) -> ScanGrads {
     let h = hidden_of(cell);
     let per_patch = stage.per_patch(g);
     let sequences = g.patches() * per_patch;
     let padded = sequences.next_multiple_of(LANES);
     let longest = g.longest();
-    let trace = vec![padded / LANES, h, longest * LANES];
     let out = ScanGrads {
-        prev: empty_like(&xw, trace.clone()),
-        dpre: empty_like(&xw, trace),
+        dpre: empty_like(&xw, trace_shape(padded, h, longest)),
+        prev,
         gate_sum: empty_like(&xw, vec![padded, h]),
         update_sum: empty_like(&xw, vec![padded, h]),
         zeta_sum: empty_like(&xw, vec![padded, 1]),
@@ -646,41 +773,56 @@ fn transpose(t: CubeTensor) -> CubeTensor {
     Ops::float_transpose(t)
 }
 
-/// The largest divisor of `n` in `2..=max`, or 1.
-fn split_factor(n: usize, max: usize) -> usize {
-    (2..=max.min(n)).rev().find(|d| n.is_multiple_of(*d)).unwrap_or(1)
-}
+/// Rows one [`sum_row_groups`] thread adds per pass.
+const ROW_GROUP: usize = 256;
 
-/// Sum over the rows of `[rows, cols]` -> `[1, cols]`, at most 256 rows at a time: burn's
-/// reduction and matmul run a single very long axis (millions of steps here) serially on the
-/// GPU, which measured seconds per training step on an H200.
+/// Sum over the rows of `[rows, cols]` -> `[1, cols]`, [`ROW_GROUP`] rows per thread and pass:
+/// burn's reduction and matmul run a single very long axis (millions of steps here) serially on
+/// the GPU, which measured seconds per training step on an H200.
 fn sum_rows(mut t: CubeTensor) -> CubeTensor {
     loop {
         let [rows, cols] = t.shape().dims::<2>();
-        let d = split_factor(rows, 256);
-        if d == 1 {
-            return into_contiguous(Ops::float_sum_dim(t, 0));
+        if rows == 1 {
+            return t;
         }
-        let blocks = reshape(t, vec![rows / d, d, cols]);
-        t = reshape(Ops::float_sum_dim(blocks, 1), vec![rows / d, cols]);
+        let t_in = into_contiguous(t);
+        let groups = rows.div_ceil(ROW_GROUP);
+        let out = empty_like(&t_in, vec![groups, cols]);
+        let total = groups * cols;
+        let (count, dim) = launch_shape(&t_in.client, total, FOLD_CUBE);
+        sum_row_groups::launch(
+            &t_in.client,
+            count,
+            dim,
+            t_in.clone().into_tensor_arg(),
+            out.clone().into_tensor_arg(),
+            rows as u32,
+            cols as u32,
+            ROW_GROUP as u32,
+            total as u32,
+            dtype_to_storage_type(t_in.dtype),
+        );
+        t = out;
     }
 }
 
 /// Strides of a block operand of [`block_products`]: (block, row, step).
 type BlockStrides = [usize; 3];
 
-/// `Σ_b Σ_k a(b, k, ·)ᵀ · c(b, k, ·)` -> `[m, n]`: [`block_products`] then [`sum_rows`].
+/// `Σ_b Σ_k a(b, k, ·)ᵀ · c(b, k, ·)` -> `[m, n]` over `steps` steps in blocks of `depth`:
+/// [`block_products`] then [`sum_rows`].
 fn sum_of_block_products(
     a: (CubeTensor, BlockStrides),
     c: (CubeTensor, BlockStrides),
-    blocks: usize,
+    steps: usize,
     depth: usize,
     [m, n]: [usize; 2],
 ) -> CubeTensor {
+    let blocks = steps.div_ceil(depth);
     let (a, a_strides) = (into_contiguous(a.0), a.1);
     let (c, c_strides) = (into_contiguous(c.0), c.1);
     let out = empty_like(&a, vec![blocks, m * n]);
-    let total = blocks * m * n;
+    let tiles = blocks * m.div_ceil(TILE) * n.div_ceil(TILE);
     let strides = |s: BlockStrides| {
         let mut arg = SequenceArg::new();
         for v in s {
@@ -688,7 +830,7 @@ fn sum_of_block_products(
         }
         arg
     };
-    let (count, dim) = launch_shape(&a.client, total, FOLD_CUBE);
+    let (count, dim) = launch_shape(&a.client, tiles, FOLD_CUBE);
     block_products::launch(
         &a.client,
         count,
@@ -699,7 +841,8 @@ fn sum_of_block_products(
         strides(a_strides),
         strides(c_strides),
         depth as u32,
-        total as u32,
+        steps as u32,
+        tiles as u32,
         m,
         n,
         dtype_to_storage_type(a.dtype),
@@ -707,21 +850,23 @@ fn sum_of_block_products(
     reshape(sum_rows(out), vec![m, n])
 }
 
+/// Steps per block of [`at_b`].
+const AT_B_DEPTH: usize = 1024;
+
 /// `aᵀ·c` for `a` `[rows, m]`, `c` `[rows, n]` with millions of rows (dW).
 fn at_b(a: CubeTensor, c: CubeTensor) -> CubeTensor {
     let [rows, m] = a.shape().dims::<2>();
     let n = c.shape()[1];
-    let depth = split_factor(rows, 1024);
-    let a_strides = [depth * m, 1, m];
-    let c_strides = [depth * n, 1, n];
-    sum_of_block_products((a, a_strides), (c, c_strides), rows / depth, depth, [m, n])
+    let a_strides = [AT_B_DEPTH * m, 1, m];
+    let c_strides = [AT_B_DEPTH * n, 1, n];
+    sum_of_block_products((a, a_strides), (c, c_strides), rows, AT_B_DEPTH, [m, n])
 }
 
 /// `Σ prevᵀ·dpre` over every step of a backward trace (dU); both `[blocks, h, steps * LANES]`.
 fn trace_product(prev: CubeTensor, dpre: CubeTensor) -> CubeTensor {
     let [blocks, h, depth] = prev.shape().dims::<3>();
     let strides = [h * depth, depth, 1];
-    sum_of_block_products((prev, strides), (dpre, strides), blocks, depth, [h, h])
+    sum_of_block_products((prev, strides), (dpre, strides), blocks * depth, depth, [h, h])
 }
 
 /// Column sums of `[rows, cols]`, reshaped to `shape`.
@@ -807,14 +952,16 @@ impl RnnPoolBackend for CubeBackend {
         let pixels = pixel_rows(x);
         let xw1 = matmul(pixels.clone(), rnn1.w.clone());
         timer.stage("pixels+xw1");
-        let summaries = scan_forward(xw1.clone(), &rnn1, &g, Stage::Rnn1);
+        let (summaries, prev1) = scan_forward_traced(xw1.clone(), &rnn1, &g, Stage::Rnn1);
         timer.stage("scan1 fwd");
         let xw2 = matmul(summaries.clone(), rnn2.w.clone());
+        let (_, prev2) = scan_forward_traced(xw2.clone(), &rnn2, &g, Stage::Rnn2);
+        timer.stage("scan2 fwd");
 
         let dlast2 = pixel_rows(grad_out);
         let dlast2 = reshape(dlast2, vec![g.patches() * 4, h2]);
         timer.stage("xw2+dlast2");
-        let s2 = scan_backward(xw2, &rnn2, dlast2, &g, Stage::Rnn2);
+        let s2 = scan_backward(xw2, prev2, &rnn2, dlast2, &g, Stage::Rnn2);
         timer.stage("scan2 bwd");
         let dxw2 = fold(&s2.dpre, g.patches() * g.lines(), h2, &g, Stage::Rnn2);
         timer.stage("fold2");
@@ -822,7 +969,7 @@ impl RnnPoolBackend for CubeBackend {
         timer.stage("dsummaries");
         let grads2 = cell_grads(&rnn2, summaries, dxw2, s2, &mut timer);
 
-        let s1 = scan_backward(xw1, &rnn1, dsummaries, &g, Stage::Rnn1);
+        let s1 = scan_backward(xw1, prev1, &rnn1, dsummaries, &g, Stage::Rnn1);
         timer.stage("scan1 bwd");
         let dxw1 = fold(&s1.dpre, g.batch * g.height * g.width, h1, &g, Stage::Rnn1);
         timer.stage("fold1");
