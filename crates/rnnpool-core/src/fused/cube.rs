@@ -120,12 +120,40 @@ fn summary_row(n: usize, s: usize, t: usize, dims: &Sequence<u32>) -> usize {
     row
 }
 
+/// The cell's `U` (`[h, h]`, at 0), gate bias (at `h * h`) and update bias (at `h * h + h`),
+/// copied once per cube into shared memory: every thread reads all of them at every step, and
+/// a shared read that all threads make at one address is a broadcast, where a read from a
+/// storage buffer is a bounds-checked global load. Ends with a barrier, so every thread of the
+/// cube must call it.
+#[cube]
+fn shared_cell<F: Float>(
+    u: &Tensor<F>,
+    bias_gate: &Tensor<F>,
+    bias_update: &Tensor<F>,
+    #[comptime] h: usize,
+) -> Shared<[F]> {
+    let mut cell = Shared::<[F]>::new_slice(comptime!(h * h + 2 * h));
+    let mut i = UNIT_POS as usize;
+    while i < comptime!(h * h) {
+        cell[i] = u[i];
+        i += CUBE_DIM as usize;
+    }
+    let mut j = UNIT_POS as usize;
+    while j < h {
+        cell[comptime!(h * h) + j] = bias_gate[j];
+        cell[comptime!(h * h + h) + j] = bias_update[j];
+        j += CUBE_DIM as usize;
+    }
+    sync_cube();
+    cell
+}
+
 /// `pre = xw[row] + state·U`.
 #[cube]
 fn preactivation<F: Float>(
     xw: &Tensor<F>,
     row: usize,
-    u: &Tensor<F>,
+    cell: &Shared<[F]>,
     state: &Array<F>,
     pre: &mut Array<F>,
     #[comptime] h: usize,
@@ -139,7 +167,7 @@ fn preactivation<F: Float>(
         let si = state[i];
         #[unroll]
         for j in 0..h {
-            pre[j] += si * u[i * h + j];
+            pre[j] += si * cell[i * h + j];
         }
     }
 }
@@ -160,8 +188,7 @@ fn trace_at(seq: usize, t: usize, j: usize, steps_max: usize, #[comptime] h: usi
 #[cube]
 fn advance<F: Float>(
     pre: &Array<F>,
-    bias_gate: &Tensor<F>,
-    bias_update: &Tensor<F>,
+    cell: &Shared<[F]>,
     sz: F,
     sn: F,
     state: &mut Array<F>,
@@ -169,8 +196,8 @@ fn advance<F: Float>(
 ) {
     #[unroll]
     for j in 0..h {
-        let z = sigmoid::<F>(pre[j] + bias_gate[j]);
-        let cand = (pre[j] + bias_update[j]).tanh();
+        let z = sigmoid::<F>(pre[j] + cell[comptime!(h * h) + j]);
+        let cand = (pre[j] + cell[comptime!(h * h + h) + j]).tanh();
         state[j] = z * state[j] + (sz * (F::new(1.0) - z) + sn) * cand;
     }
 }
@@ -200,6 +227,7 @@ fn fastgrnn_scan_forward<F: Float>(
     #[comptime] traced: bool,
     #[define(F)] _dtype: ElemType,
 ) {
+    let cell = shared_cell::<F>(u, bias_gate, bias_update, h);
     let seq = ABSOLUTE_POS;
     if seq >= padded as usize {
         terminate!();
@@ -228,8 +256,8 @@ fn fastgrnn_scan_forward<F: Float>(
             }
         }
         let row = input_row(n, s, t, &dims, rnn1);
-        preactivation::<F>(xw, row, u, &state, &mut pre, h);
-        advance::<F>(&pre, bias_gate, bias_update, sz, sn, &mut state, h);
+        preactivation::<F>(xw, row, &cell, &state, &mut pre, h);
+        advance::<F>(&pre, &cell, sz, sn, &mut state, h);
     }
     if traced {
         for t in len..steps_max {
@@ -278,6 +306,7 @@ fn fastgrnn_scan_backward<F: Float>(
     #[comptime] rnn1: bool,
     #[define(F)] _dtype: ElemType,
 ) {
+    let cell = shared_cell::<F>(u, bias_gate, bias_update, h);
     let seq = ABSOLUTE_POS;
     let steps_max = longest as usize;
     if seq >= padded as usize {
@@ -327,11 +356,11 @@ fn fastgrnn_scan_backward<F: Float>(
             state[j] = prev[trace_at(seq, t, j, steps_max, h)];
         }
         let row = input_row(n, s, t, &dims, rnn1);
-        preactivation::<F>(xw, row, u, &state, &mut pre, h);
+        preactivation::<F>(xw, row, &cell, &state, &mut pre, h);
         #[unroll]
         for j in 0..h {
-            let z = sigmoid::<F>(pre[j] + bias_gate[j]);
-            let cand = (pre[j] + bias_update[j]).tanh();
+            let z = sigmoid::<F>(pre[j] + cell[comptime!(h * h) + j]);
+            let cand = (pre[j] + cell[comptime!(h * h + h) + j]).tanh();
             let one_m_z = one - z;
             let dz = dh[j] * (state[j] - sz * cand);
             let dc = dh[j] * (sz * one_m_z + sn);
@@ -351,7 +380,7 @@ fn fastgrnn_scan_backward<F: Float>(
             let mut sum = dh_prev[i];
             #[unroll]
             for j in 0..h {
-                sum += dp[j] * u[i * h + j];
+                sum += dp[j] * cell[i * h + j];
             }
             dh[i] = sum;
         }
