@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine (see README, Speed): unpacks the Vulkan loader from .gl/ where the
+# machine has none and the bench binaries that scripts/gpu_bundle.sh left in .gpu/, points
+# Vulkan at NVIDIA's driver where it is installed, then runs scripts/bench_gpu.sh with them.
+# With .gpu/NAME/ bundles, first times the RNNPool layer of each version beside the current
+# one, so that a comparison comes from one machine. Output: stdout, and $OUT/bench.log if set.
+#   bash scripts/gpu_device_bench.sh [steps]      # LIMIT: seconds per run (default 90)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+steps="${1:-5}"
+export LIMIT="${LIMIT:-90}"
+if ! ldconfig -p | grep -q libvulkan.so.1; then
+  for f in .gl/*.deb; do dpkg -x "$f" /; done
+  ldconfig
+fi
+icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+[ -f "$icd" ] && export VK_DRIVER_FILES="$icd"
+unpack() { # dir of .xz bundles -> dir of executables
+  mkdir -p "$2"
+  for f in "$1"/*.xz; do xz -dc "$f" >"$2/$(basename "$f" .xz)" && chmod +x "$2/$(basename "$f" .xz)"; done
+}
+unpack .gpu /tmp/gpu-bin
+export TORCH_RNNPOOL_DIR="$PWD/.gpu"
+log="${OUT:-/tmp}/bench.log"
+{
+  nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null
+  for other in .gpu/*/; do
+    [ -f "$other/rnnpool.xz" ] || continue
+    name=$(basename "$other")
+    unpack "$other" "/tmp/gpu-bin-$name"
+    for case in "face_m4_train --batch 64" "face_quant_train --batch 32"; do
+      for bin in "/tmp/gpu-bin-$name" /tmp/gpu-bin; do
+        echo "# $bin: $case"
+        # shellcheck disable=SC2086
+        timeout "$LIMIT" "$bin/rnnpool" --backend wgpu --impl fused --steps "$steps" --case $case
+      done
+    done
+  done
+  BIN=/tmp/gpu-bin bash scripts/bench_gpu.sh "$steps"
+} 2>&1 | tee "$log"
