@@ -41,5 +41,8 @@ if torch_ok; then
   timeout "$limit" "$python" scripts/bench_train_step.py --device cuda --steps "$steps" --case face_m4 --batch 64
   timeout "$limit" "$python" scripts/bench_train_step.py --device cuda --steps "$steps" --case face_quant --batch 32
 fi
+# Where a burn step's time goes: forward, loss, backward, optimizer (synced between).
+step --backend wgpu --steps 3 --case face_m4 --batch 64 --phases
+step --backend wgpu --steps 3 --case face_quant --batch 32 --phases
 layer --backend wgpu --impl composed --steps "$steps" --case face_m4_train --batch 64
 layer --backend wgpu --impl composed --steps "$steps" --case face_quant_train --batch 32

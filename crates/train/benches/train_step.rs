@@ -7,6 +7,8 @@
 //!       --case face_m4|face_quant|vww --batch N --size S]
 //! On a GPU: `cargo bench -p train --features wgpu --bench train_step -- --backend wgpu --case
 //! face_m4 --batch 64` (the paper's M4 batch) and `--case face_quant` (batch 32 at 640x640).
+//! `--phases` syncs the device after the forward pass, the loss, the backward pass and the
+//! optimizer step, and adds each one's median to the line (the syncs slow the step a little).
 //! One JSON line per case on stdout.
 
 use std::time::Instant;
@@ -28,14 +30,54 @@ fn sgd() -> burn::optim::ModuleOptimizer {
     SgdConfig::new().with_momentum(Some(MomentumConfig::new().with_momentum(0.9).with_dampening(0.0))).init()
 }
 
-type Run = fn(&Device, usize, usize, usize) -> Result<Vec<f64>, Box<dyn std::error::Error>>;
+type Error = Box<dyn std::error::Error>;
 
-fn face_m4(device: &Device, steps: usize, batch: usize, size: usize) -> Result<Vec<f64>, Box<dyn std::error::Error>> {
-    face(FaceArch::M4, 1, device, steps, batch, size)
+/// The phases of a step, in the order [`Step::mark`] is called.
+const PHASES: [&str; 4] = ["forward", "loss", "backward", "step"];
+
+/// One training step's clock: `mark` ends a phase (syncing the device first when phases are
+/// timed); `done` ends the step.
+struct Step<'a> {
+    device: &'a Device,
+    phases: bool,
+    start: Instant,
+    last: Instant,
+    times: Vec<f64>,
 }
 
-fn face_quant(device: &Device, steps: usize, batch: usize, size: usize) -> Result<Vec<f64>, Box<dyn std::error::Error>> {
-    face(FaceArch::Quant, 3, device, steps, batch, size)
+impl<'a> Step<'a> {
+    fn start(device: &'a Device, phases: bool) -> Self {
+        let now = Instant::now();
+        Self { device, phases, start: now, last: now, times: vec![] }
+    }
+
+    fn mark(&mut self) -> Result<(), Error> {
+        if self.phases {
+            self.device.sync()?;
+            let now = Instant::now();
+            self.times.push((now - self.last).as_secs_f64());
+            self.last = now;
+        }
+        Ok(())
+    }
+
+    /// `[total, phases...]` in seconds.
+    fn done(self) -> Vec<f64> {
+        let mut t = vec![self.start.elapsed().as_secs_f64()];
+        t.extend(self.times);
+        t
+    }
+}
+
+/// Per step (after a warm-up step): `[total, phases...]`.
+type Run = fn(&Device, usize, usize, usize, bool) -> Result<Vec<Vec<f64>>, Error>;
+
+fn face_m4(device: &Device, steps: usize, batch: usize, size: usize, phases: bool) -> Result<Vec<Vec<f64>>, Error> {
+    face(FaceArch::M4, 1, device, steps, batch, size, phases)
+}
+
+fn face_quant(device: &Device, steps: usize, batch: usize, size: usize, phases: bool) -> Result<Vec<Vec<f64>>, Error> {
+    face(FaceArch::Quant, 3, device, steps, batch, size, phases)
 }
 
 fn face(
@@ -45,7 +87,8 @@ fn face(
     steps: usize,
     batch: usize,
     size: usize,
-) -> Result<Vec<f64>, Box<dyn std::error::Error>> {
+    phases: bool,
+) -> Result<Vec<Vec<f64>>, Error> {
     let mut model = arch.init(device)?;
     let mut optim = sgd();
     // Three faces per image, of the sizes the anchors cover.
@@ -58,50 +101,59 @@ fn face(
     let mut times = Vec::new();
     for _ in 0..steps + 1 {
         let x = Tensor::<4>::random([batch, channels, size, size], Distribution::Normal(0.0, 60.0), device);
-        let start = Instant::now();
+        let mut step = Step::start(device, phases);
         let out = model.forward(x)?;
+        step.mark()?;
         let priors = priors_host(out.priors);
         let loss = multibox_loss(out.loc, out.conf, &priors, &faces).total();
+        step.mark()?;
         let grads = GradientsParams::from_grads(loss.backward(), &model);
+        step.mark()?;
         model = optim.step(1e-3, model, grads);
         let _ = model.loc[0].weight.val().into_data();
-        times.push(start.elapsed().as_secs_f64());
+        step.mark()?;
+        times.push(step.done());
     }
     times.remove(0);
     Ok(times)
 }
 
-fn vww(device: &Device, steps: usize, batch: usize, size: usize) -> Result<Vec<f64>, Box<dyn std::error::Error>> {
+fn vww(device: &Device, steps: usize, batch: usize, size: usize, phases: bool) -> Result<Vec<Vec<f64>>, Error> {
     let mut model = MobileNetV2Config::vww().init(device)?;
     let mut optim = sgd();
     let labels = Tensor::<1, Int>::from_data(TensorData::new((0..batch as i64).map(|i| i % 2).collect(), [batch]), device);
     let mut times = Vec::new();
     for _ in 0..steps + 1 {
         let x = Tensor::<4>::random([batch, 3, size, size], Distribution::Normal(0.0, 1.0), device);
-        let start = Instant::now();
+        let mut step = Step::start(device, phases);
         let logits = model.forward(x)?;
+        step.mark()?;
         let loss = burn::nn::loss::CrossEntropyLossConfig::new().init(device).forward(logits, labels.clone());
+        step.mark()?;
         let grads = GradientsParams::from_grads(loss.backward(), &model);
+        step.mark()?;
         model = optim.step(1e-3, model, grads);
         let _ = model.classifier.weight.val().into_data();
-        times.push(start.elapsed().as_secs_f64());
+        step.mark()?;
+        times.push(step.done());
     }
     times.remove(0);
     Ok(times)
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Error> {
     let (mut steps, mut backend, mut case) = (10usize, "flex".to_string(), "all".to_string());
-    let (mut batch_override, mut size_override) = (None, None);
+    let (mut batch_override, mut size_override, mut phases) = (None, None, false);
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
     while let Some(a) = args.next() {
-        let v = args.next().ok_or(format!("{a} needs a value"))?;
+        let mut value = || args.next().ok_or(format!("{a} needs a value"));
         match a.as_str() {
-            "--steps" => steps = v.parse()?,
-            "--backend" => backend = v,
-            "--case" => case = v,
-            "--batch" => batch_override = Some(v.parse()?),
-            "--size" => size_override = Some(v.parse()?),
+            "--phases" => phases = true,
+            "--steps" => steps = value()?.parse()?,
+            "--backend" => backend = value()?,
+            "--case" => case = value()?,
+            "--batch" => batch_override = Some(value()?.parse()?),
+            "--size" => size_override = Some(value()?.parse()?),
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -115,9 +167,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             continue;
         }
         let (batch, size) = (batch_override.unwrap_or(default_batch), size_override.unwrap_or(default_size));
-        let ms = median(run(&device, steps, batch, size)?) * 1e3;
+        let times = run(&device, steps, batch, size, phases)?;
+        let column_ms = |i: usize| median(times.iter().map(|t| t[i]).collect()) * 1e3;
+        let ms = column_ms(0);
+        let phase_ms: String = if phases {
+            let each: Vec<String> = PHASES.iter().enumerate().map(|(i, p)| format!("\"{p}\":{:.1}", column_ms(i + 1))).collect();
+            format!(",\"phases_ms\":{{{}}}", each.join(","))
+        } else {
+            String::new()
+        };
         println!(
-            "{{\"case\":\"{name}\",\"backend\":\"{backend}\",\"batch\":{batch},\"size\":{size},\"steps\":{steps},\"median_ms\":{ms:.1},\"images_per_s\":{:.1}}}",
+            "{{\"case\":\"{name}\",\"backend\":\"{backend}\",\"batch\":{batch},\"size\":{size},\"steps\":{steps},\"median_ms\":{ms:.1},\"images_per_s\":{:.1}{phase_ms}}}",
             batch as f64 * 1e3 / ms
         );
     }

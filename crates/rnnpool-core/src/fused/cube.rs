@@ -498,7 +498,9 @@ const TILE: usize = 4;
 /// by its strides (block, row `i`/`j`, step `k`) and block `b` running `depth` steps or up to
 /// step `steps` overall (a shorter last block), one thread per `TILE x TILE` tile of a block's
 /// output: dW and dU over blocks of a few hundred steps. burn's batched matmul on the same
-/// 16x16 products was 2-7x slower on lavapipe (dU 246 vs 105 ms, dW 31 vs 4 ms at batch 1).
+/// 16x16 products was 2-7x slower on lavapipe (dU 246 vs 105 ms, dW 31 vs 4 ms at batch 1), and
+/// one thread per output element (loading two values per product) was 4x slower than the tiles
+/// there (Face-M4's RNN1 dU at batch 2: 217 vs 46 ms).
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 fn block_products<F: Float>(
