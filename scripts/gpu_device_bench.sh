@@ -2,8 +2,9 @@
 # Runs on the GPU machine (see README, Speed): unpacks the Vulkan loader from .gl/ where the
 # machine has none and the bench binaries that scripts/gpu_bundle.sh left in .gpu/, points
 # Vulkan at NVIDIA's driver where it is installed, then runs scripts/bench_gpu.sh with them.
-# With .gpu/NAME/ bundles, first times the RNNPool layer of each version beside the current
-# one, so that a comparison comes from one machine. Output: stdout, and $OUT/bench.log if set.
+# With .gpu/NAME/ bundles, first times the RNNPool layer and Face-M4's training step of each
+# version beside the current one, so that a comparison comes from one machine (the 64 MiB that a
+# device run carries hold one named bundle beside the current one). Output: stdout, and $OUT/bench.log if set.
 #   bash scripts/gpu_device_bench.sh [steps]      # LIMIT: seconds per run (default 90)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -28,12 +29,14 @@ log="${OUT:-/tmp}/bench.log"
     [ -f "$other/rnnpool.xz" ] || continue
     name=$(basename "$other")
     unpack "$other" "/tmp/gpu-bin-$name"
-    for case in "face_m4_train --batch 64" "face_quant_train --batch 32"; do
-      for bin in "/tmp/gpu-bin-$name" /tmp/gpu-bin; do
-        echo "# $bin: $case"
+    for bin in "/tmp/gpu-bin-$name" /tmp/gpu-bin; do
+      for case in "face_m4_train --batch 64" "face_quant_train --batch 32"; do
+        echo "# $bin: layer $case"
         # shellcheck disable=SC2086
         timeout "$LIMIT" "$bin/rnnpool" --backend wgpu --impl fused --steps "$steps" --case $case
       done
+      echo "# $bin: training step"
+      timeout "$LIMIT" "$bin/train_step" --backend wgpu --steps 3 --case face_m4 --batch 64 --phases
     done
   done
   BIN=/tmp/gpu-bin bash scripts/bench_gpu.sh "$steps"
