@@ -72,6 +72,28 @@ fn fused_matches_composed_on_wgpu_for_ragged_blocks() {
     assert_fused_matches_composed(RnnPoolLayerConfig::new(3, [3, 5], [2, 3], 5, 3), [3, 3, 37, 41]);
 }
 
+/// Where the cell (`U` and the biases) does not fit a cube's shared memory (hidden sizes above
+/// 62 where a device has Vulkan's minimum 16 KiB) the scans read it from global memory. Such
+/// sizes take minutes to compile on lavapipe, so `RNNPOOL_GLOBAL_CELL` forces that path here, in
+/// a child process (it is read per launch and process-wide), for two of the cases above.
+#[test]
+fn fused_matches_composed_on_wgpu_with_the_cell_in_global_memory() {
+    let exe = std::env::current_exe().expect("the test binary's own path");
+    for case in ["fused_matches_composed_on_wgpu_for_uneven_grids", "fused_matches_composed_on_wgpu_for_face_m4"] {
+        let out = std::process::Command::new(&exe)
+            .args(["--exact", case])
+            .env("RNNPOOL_GLOBAL_CELL", "1")
+            .output()
+            .expect("the test binary runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "{case} with RNNPOOL_GLOBAL_CELL=1:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 /// RNNPool-Face-M4's layer (4 channels, 8x8 patches at stride 4, hidden 16) on a batch of two.
 #[test]
 fn fused_matches_composed_on_wgpu_for_face_m4() {

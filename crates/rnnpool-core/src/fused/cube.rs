@@ -120,32 +120,63 @@ fn summary_row(n: usize, s: usize, t: usize, dims: &Sequence<u32>) -> usize {
     row
 }
 
-/// The cell's `U` (`[h, h]`, at 0), gate bias (at `h * h`) and update bias (at `h * h + h`),
-/// copied once per cube into shared memory: every thread reads all of them at every step, and
-/// a shared read that all threads make at one address is a broadcast, where a read from a
-/// storage buffer is a bounds-checked global load. Ends with a barrier, so every thread of the
-/// cube must call it.
+/// The cell a scan reads at every step: its `U`, gate bias and update bias, from the kernel's
+/// tensors or, when `shared` (the host decides: [`cell_fits_shared`]), from a copy in shared
+/// memory made once per cube (`U` at 0, gate bias at `h * h`, update bias at `h * h + h`): every
+/// thread reads all of them at every step, and a shared read that all threads make at one address
+/// is a broadcast, where a read from a storage buffer is a bounds-checked global load.
+#[derive(CubeType)]
+struct Cell<'a, F: Float> {
+    u: &'a Tensor<F>,
+    bias_gate: &'a Tensor<F>,
+    bias_update: &'a Tensor<F>,
+    copy: Shared<[F]>,
+    #[cube(comptime)]
+    h: usize,
+    #[cube(comptime)]
+    shared: bool,
+}
+
 #[cube]
-fn shared_cell<F: Float>(
-    u: &Tensor<F>,
-    bias_gate: &Tensor<F>,
-    bias_update: &Tensor<F>,
-    #[comptime] h: usize,
-) -> Shared<[F]> {
-    let mut cell = Shared::<[F]>::new_slice(comptime!(h * h + 2 * h));
-    let mut i = UNIT_POS as usize;
-    while i < comptime!(h * h) {
-        cell[i] = u[i];
-        i += CUBE_DIM as usize;
+impl<'a, F: Float> Cell<'a, F> {
+    /// Ends with a barrier when `shared`, so every thread of the cube must call it.
+    fn new(
+        u: &'a Tensor<F>,
+        bias_gate: &'a Tensor<F>,
+        bias_update: &'a Tensor<F>,
+        #[comptime] h: usize,
+        #[comptime] shared: bool,
+    ) -> Cell<'a, F> {
+        let mut copy = Shared::<[F]>::new_slice(comptime!(if shared { h * h + 2 * h } else { 1 }));
+        if shared {
+            let mut i = UNIT_POS as usize;
+            while i < comptime!(h * h) {
+                copy[i] = u[i];
+                i += CUBE_DIM as usize;
+            }
+            let mut j = UNIT_POS as usize;
+            while j < h {
+                copy[comptime!(h * h) + j] = bias_gate[j];
+                copy[comptime!(h * h + h) + j] = bias_update[j];
+                j += CUBE_DIM as usize;
+            }
+            sync_cube();
+        }
+        Cell::<'a, F> { u, bias_gate, bias_update, copy, h, shared }
     }
-    let mut j = UNIT_POS as usize;
-    while j < h {
-        cell[comptime!(h * h) + j] = bias_gate[j];
-        cell[comptime!(h * h + h) + j] = bias_update[j];
-        j += CUBE_DIM as usize;
+
+    /// `U[i][j]`.
+    fn u_at(&self, i: usize, j: usize) -> F {
+        if self.shared { self.copy[i * self.h + j] } else { self.u[i * self.h + j] }
     }
-    sync_cube();
-    cell
+
+    fn gate_bias(&self, j: usize) -> F {
+        if self.shared { self.copy[self.h * self.h + j] } else { self.bias_gate[j] }
+    }
+
+    fn update_bias(&self, j: usize) -> F {
+        if self.shared { self.copy[self.h * self.h + self.h + j] } else { self.bias_update[j] }
+    }
 }
 
 /// `pre = xw[row] + state·U`.
@@ -153,7 +184,7 @@ fn shared_cell<F: Float>(
 fn preactivation<F: Float>(
     xw: &Tensor<F>,
     row: usize,
-    cell: &Shared<[F]>,
+    cell: &Cell<F>,
     state: &Array<F>,
     pre: &mut Array<F>,
     #[comptime] h: usize,
@@ -167,7 +198,7 @@ fn preactivation<F: Float>(
         let si = state[i];
         #[unroll]
         for j in 0..h {
-            pre[j] += si * cell[i * h + j];
+            pre[j] += si * cell.u_at(i, j);
         }
     }
 }
@@ -186,18 +217,11 @@ fn trace_at(seq: usize, t: usize, j: usize, steps_max: usize, #[comptime] h: usi
 
 /// One FastGRNN step from `pre`: `state = z ⊙ state + (ζ (1 - z) + ν) ⊙ tanh(pre + b_u)`.
 #[cube]
-fn advance<F: Float>(
-    pre: &Array<F>,
-    cell: &Shared<[F]>,
-    sz: F,
-    sn: F,
-    state: &mut Array<F>,
-    #[comptime] h: usize,
-) {
+fn advance<F: Float>(pre: &Array<F>, cell: &Cell<F>, sz: F, sn: F, state: &mut Array<F>, #[comptime] h: usize) {
     #[unroll]
     for j in 0..h {
-        let z = sigmoid::<F>(pre[j] + cell[comptime!(h * h) + j]);
-        let cand = (pre[j] + cell[comptime!(h * h + h) + j]).tanh();
+        let z = sigmoid::<F>(pre[j] + cell.gate_bias(j));
+        let cand = (pre[j] + cell.update_bias(j)).tanh();
         state[j] = z * state[j] + (sz * (F::new(1.0) - z) + sn) * cand;
     }
 }
@@ -225,9 +249,10 @@ fn fastgrnn_scan_forward<F: Float>(
     #[comptime] h: usize,
     #[comptime] rnn1: bool,
     #[comptime] traced: bool,
+    #[comptime] shared: bool,
     #[define(F)] _dtype: ElemType,
 ) {
-    let cell = shared_cell::<F>(u, bias_gate, bias_update, h);
+    let cell = Cell::<F>::new(u, bias_gate, bias_update, h, shared);
     let seq = ABSOLUTE_POS;
     if seq >= padded as usize {
         terminate!();
@@ -304,9 +329,10 @@ fn fastgrnn_scan_backward<F: Float>(
     longest: u32,
     #[comptime] h: usize,
     #[comptime] rnn1: bool,
+    #[comptime] shared: bool,
     #[define(F)] _dtype: ElemType,
 ) {
-    let cell = shared_cell::<F>(u, bias_gate, bias_update, h);
+    let cell = Cell::<F>::new(u, bias_gate, bias_update, h, shared);
     let seq = ABSOLUTE_POS;
     let steps_max = longest as usize;
     if seq >= padded as usize {
@@ -359,8 +385,8 @@ fn fastgrnn_scan_backward<F: Float>(
         preactivation::<F>(xw, row, &cell, &state, &mut pre, h);
         #[unroll]
         for j in 0..h {
-            let z = sigmoid::<F>(pre[j] + cell[comptime!(h * h) + j]);
-            let cand = (pre[j] + cell[comptime!(h * h + h) + j]).tanh();
+            let z = sigmoid::<F>(pre[j] + cell.gate_bias(j));
+            let cand = (pre[j] + cell.update_bias(j)).tanh();
             let one_m_z = one - z;
             let dz = dh[j] * (state[j] - sz * cand);
             let dc = dh[j] * (sz * one_m_z + sn);
@@ -380,7 +406,7 @@ fn fastgrnn_scan_backward<F: Float>(
             let mut sum = dh_prev[i];
             #[unroll]
             for j in 0..h {
-                sum += dp[j] * cell[i * h + j];
+                sum += dp[j] * cell.u_at(i, j);
             }
             dh[i] = sum;
         }
@@ -622,6 +648,14 @@ fn launch_shape(client: &cubecl::client::Client, threads: usize, per_cube: u32) 
     (cubecl::calculate_cube_count_elemwise(client, threads, dim), dim)
 }
 
+/// Whether the scans keep the cell of hidden size `h` in shared memory ([`Cell`]): it must fit
+/// the device's shared memory per cube (Vulkan guarantees 16 KiB, h <= 62 in f32), and
+/// `RNNPOOL_GLOBAL_CELL` turns it off (the tests use it to run the other path).
+fn cell_fits_shared(client: &cubecl::client::Client, h: usize) -> bool {
+    let bytes = (h * h + 2 * h) * std::mem::size_of::<f32>();
+    bytes <= client.properties().hardware.max_shared_memory_size && std::env::var_os("RNNPOOL_GLOBAL_CELL").is_none()
+}
+
 fn hidden_of(cell: &CellTensors<Ops>) -> usize {
     cell.w.shape()[1]
 }
@@ -686,6 +720,7 @@ fn launch_scan_forward(
         h,
         stage == Stage::Rnn1,
         traced,
+        cell_fits_shared(&xw.client, h),
         dtype,
     );
     (last, prev)
@@ -760,6 +795,7 @@ fn scan_backward(
         longest as u32,
         h,
         stage == Stage::Rnn1,
+        cell_fits_shared(&xw.client, h),
         dtype,
     );
     out
