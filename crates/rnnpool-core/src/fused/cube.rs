@@ -648,12 +648,12 @@ fn launch_shape(client: &cubecl::client::Client, threads: usize, per_cube: u32) 
     (cubecl::calculate_cube_count_elemwise(client, threads, dim), dim)
 }
 
-/// Whether the scans keep the cell of hidden size `h` in shared memory ([`Cell`]): it must fit
-/// the device's shared memory per cube (Vulkan guarantees 16 KiB, h <= 62 in f32), and
-/// `RNNPOOL_GLOBAL_CELL` turns it off (the tests use it to run the other path).
-fn cell_fits_shared(client: &cubecl::client::Client, h: usize) -> bool {
-    let bytes = (h * h + 2 * h) * std::mem::size_of::<f32>();
-    bytes <= client.properties().hardware.max_shared_memory_size && std::env::var_os("RNNPOOL_GLOBAL_CELL").is_none()
+/// Whether the scans keep the cell of hidden size `h` (values like `t`'s) in shared memory
+/// ([`Cell`]): it must fit the device's shared memory per cube (Vulkan guarantees 16 KiB, h <= 62
+/// in f32), and `RNNPOOL_GLOBAL_CELL` turns it off (the tests use it to run the other path).
+fn cell_fits_shared(t: &CubeTensor, h: usize) -> bool {
+    let bytes = (h * h + 2 * h) * t.dtype.size();
+    bytes <= t.client.properties().hardware.max_shared_memory_size && std::env::var_os("RNNPOOL_GLOBAL_CELL").is_none()
 }
 
 fn hidden_of(cell: &CellTensors<Ops>) -> usize {
@@ -720,7 +720,7 @@ fn launch_scan_forward(
         h,
         stage == Stage::Rnn1,
         traced,
-        cell_fits_shared(&xw.client, h),
+        cell_fits_shared(&xw, h),
         dtype,
     );
     (last, prev)
@@ -795,7 +795,7 @@ fn scan_backward(
         longest as u32,
         h,
         stage == Stage::Rnn1,
-        cell_fits_shared(&xw.client, h),
+        cell_fits_shared(&xw, h),
         dtype,
     );
     out
