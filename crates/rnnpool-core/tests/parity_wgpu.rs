@@ -73,7 +73,7 @@ fn fused_matches_composed_on_wgpu_for_ragged_blocks() {
 }
 
 /// Where the cell (`U` and the biases) does not fit a cube's shared memory (hidden sizes above
-/// 62 where a device has Vulkan's minimum 16 KiB) the scans read it from global memory. Such
+/// 63 where a device has Vulkan's minimum 16 KiB) the scans read it from global memory. Such
 /// sizes take minutes to compile on lavapipe, so `RNNPOOL_GLOBAL_CELL` forces that path here, in
 /// a child process (it is read per launch and process-wide), for two of the cases above.
 #[test]
