@@ -649,7 +649,7 @@ fn launch_shape(client: &cubecl::client::Client, threads: usize, per_cube: u32) 
 }
 
 /// Whether the scans keep the cell of hidden size `h` (values like `t`'s) in shared memory
-/// ([`Cell`]): it must fit the device's shared memory per cube (Vulkan guarantees 16 KiB, h <= 62
+/// ([`Cell`]): it must fit the device's shared memory per cube (Vulkan guarantees 16 KiB, h <= 63
 /// in f32), and `RNNPOOL_GLOBAL_CELL` turns it off (the tests use it to run the other path).
 fn cell_fits_shared(t: &CubeTensor, h: usize) -> bool {
     let bytes = (h * h + 2 * h) * t.dtype.size();
@@ -689,14 +689,11 @@ fn launch_scan_forward(
     stage: Stage,
     traced: bool,
 ) -> (CubeTensor, CubeTensor) {
-    let h = hidden_of(cell);
-    let per_patch = stage.per_patch(g);
-    let sequences = g.patches() * per_patch;
-    let padded = sequences.next_multiple_of(LANES);
-    let longest = g.longest();
+    let shape = ScanShape::of(cell, g, stage);
+    let ScanShape { h, per_patch, sequences, padded, longest } = shape;
     let last = empty_like(&xw, vec![sequences, h]);
     // An untraced scan writes no trace; the kernel still takes a tensor there.
-    let prev = empty_like(&xw, if traced { trace_shape(padded, h, longest) } else { vec![1] });
+    let prev = empty_like(&xw, if traced { shape.trace() } else { vec![1] });
     let [u, bg, bu, zeta, nu] = cell_args(cell);
     let dtype = dtype_to_storage_type(xw.dtype);
     let (count, dim) = launch_shape(&xw.client, padded, SCAN_CUBE);
@@ -726,9 +723,30 @@ fn launch_scan_forward(
     (last, prev)
 }
 
-/// `[blocks, h, steps * LANES]`: a trace of `padded` sequences ([`trace_at`]).
-fn trace_shape(padded: usize, h: usize, longest: usize) -> Vec<usize> {
-    vec![padded / LANES, h, longest * LANES]
+/// The sizes of one RNN's scan over a patch grid.
+#[derive(Clone, Copy)]
+struct ScanShape {
+    h: usize,
+    per_patch: usize,
+    sequences: usize,
+    /// `sequences` rounded up to whole blocks of [`LANES`]: the threads a scan launches.
+    padded: usize,
+    /// Steps of the longest sequence.
+    longest: usize,
+}
+
+impl ScanShape {
+    fn of(cell: &CellTensors<Ops>, g: &PatchGrid, stage: Stage) -> Self {
+        let per_patch = stage.per_patch(g);
+        let sequences = g.patches() * per_patch;
+        let padded = sequences.next_multiple_of(LANES);
+        Self { h: hidden_of(cell), per_patch, sequences, padded, longest: g.longest() }
+    }
+
+    /// `[blocks, h, steps * LANES]`: a trace of every step of every sequence ([`trace_at`]).
+    fn trace(&self) -> Vec<usize> {
+        vec![self.padded / LANES, self.h, self.longest * LANES]
+    }
 }
 
 /// What one RNN's backward scan leaves for the parameter gradients.
@@ -755,13 +773,10 @@ fn scan_backward(
     g: &PatchGrid,
     stage: Stage,
 ) -> ScanGrads {
-    let h = hidden_of(cell);
-    let per_patch = stage.per_patch(g);
-    let sequences = g.patches() * per_patch;
-    let padded = sequences.next_multiple_of(LANES);
-    let longest = g.longest();
+    let shape = ScanShape::of(cell, g, stage);
+    let ScanShape { h, per_patch, sequences, padded, longest } = shape;
     let out = ScanGrads {
-        dpre: empty_like(&xw, trace_shape(padded, h, longest)),
+        dpre: empty_like(&xw, shape.trace()),
         prev,
         gate_sum: empty_like(&xw, vec![padded, h]),
         update_sum: empty_like(&xw, vec![padded, h]),
