@@ -5,10 +5,10 @@
 # .gpu/NAME/, so that one device run can time two versions of the code side by side:
 #   scripts/gpu_bundle.sh            # .gpu/{rnnpool,train_step}.xz, .gpu/torch_rnnpool.py
 #   scripts/gpu_bundle.sh base       # the same, plus a copy in .gpu/base/
-# FEATURES (default rnnpool-core/wgpu,train/wgpu) adds e.g. rnnpool-core/autotune,train/autotune.
+# FEATURES (default train/wgpu, which turns on rnnpool-core's) can add train/autotune.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-features="${FEATURES:-rnnpool-core/wgpu,train/wgpu}"
+features="${FEATURES:-train/wgpu}"
 mkdir -p .gpu
 json=$(cargo bench --no-run --message-format=json -p train -p rnnpool-core --features "$features")
 for bench in rnnpool train_step; do

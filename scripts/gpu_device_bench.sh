@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine (see README, Speed): unpacks the Vulkan loader from .gl/ where the
 # machine has none and the bench binaries that scripts/gpu_bundle.sh left in .gpu/, points
-# Vulkan at NVIDIA's driver where it is installed, then runs scripts/bench_gpu.sh with them.
+# Vulkan at NVIDIA's driver where it is installed, profiles one Face-M4 training step kernel by
+# kernel (scripts/kernel_profile.py), then runs scripts/bench_gpu.sh with them.
 # With .gpu/NAME/ bundles, first times the RNNPool layer and Face-M4's training step of each
 # version beside the current one, so that a comparison comes from one machine (the 64 MiB that a
 # device run carries hold one named bundle beside the current one). Output: stdout, and $OUT/bench.log if set.
@@ -25,6 +26,13 @@ export TORCH_RNNPOOL_DIR="$PWD/.gpu"
 log="${OUT:-/tmp}/bench.log"
 {
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null
+  # Where a Face-M4 training step's GPU time goes, kernel by kernel (CubeCL's profiler syncs
+  # after every kernel): runs of 2 and 3 steps, whose difference is one step.
+  for n in 2 3; do
+    CUBECL_DEBUG_LOG="/tmp/kernels-$n.log" CUBECL_DEBUG_OPTION=profile timeout "$LIMIT" \
+      /tmp/gpu-bin/train_step --backend wgpu --steps "$n" --case face_m4 --batch 64 >/dev/null
+  done
+  python3 scripts/kernel_profile.py /tmp/kernels-2.log /tmp/kernels-3.log
   for other in .gpu/*/; do
     [ -f "$other/rnnpool.xz" ] || continue
     name=$(basename "$other")

@@ -6,8 +6,8 @@
 //! (what `train.devices = 2` takes); otherwise wgpu's `DefaultDevice` and the same adapter by
 //! its index (a GPU) or as `Cpu` (Mesa's lavapipe, without a GPU): two devices of burn on one
 //! adapter. The small Fashion-MNIST classifier with its RNNPool layer (the CubeCL kernels), 32
-//! images, so that lavapipe takes seconds: `cargo test -p rnnpool-core -p train --features
-//! rnnpool-core/wgpu,train/wgpu --test data_parallel_wgpu`.
+//! images, so that lavapipe takes seconds: `cargo test -p train --features wgpu --test
+//! data_parallel_wgpu`.
 
 #![cfg(feature = "wgpu")]
 

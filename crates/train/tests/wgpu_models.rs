@@ -6,10 +6,10 @@
 //! gradient behind them is ill-conditioned. Measured on Face-C: the summed |gradient| is
 //! 1.29e7 on NdArray, 2.11e7 on wgpu and 7.44e6 on Flex (Face-Quant: 288, 5285 and 19958), while
 //! the loss and the output layer agree to 1e-4 and 1e-5. Small inputs, as lavapipe runs them on
-//! the CPU: `cargo test -p rnnpool-core -p train --features rnnpool-core/wgpu,train/wgpu --test
-//! wgpu_models`. DenseNet121-RNNPool is left out unless `RNNPOOL_WGPU_DENSENET=1`: lavapipe
-//! compiles shaders for each of its many layer shapes and took 738 s for it here (it passed:
-//! loss within 4e-6, every parameter's gradient within 7.1e-4).
+//! the CPU: `cargo test -p train --features wgpu --test wgpu_models`. DenseNet121-RNNPool is
+//! left out unless `RNNPOOL_WGPU_DENSENET=1`: lavapipe compiles shaders for each of its many
+//! layer shapes and took 738 s for it here (it passed: loss within 4e-6, every parameter's
+//! gradient within 7.1e-4).
 
 #![cfg(feature = "wgpu")]
 

@@ -6,7 +6,7 @@
 //! NdArray. The model moves with `fork`: `to_device` loses the autodiff tracking, and the update
 //! is then silently zero. Without a GPU this runs on Mesa's lavapipe (`apt-get install
 //! mesa-vulkan-drivers libvulkan1`), slowly, so the input is 64x64: `cargo test -p rnnpool-core
-//! -p train --features rnnpool-core/wgpu,train/wgpu --test parity_wgpu --test wgpu_step`.
+//! -p train --features train/wgpu --test parity_wgpu --test wgpu_step`.
 
 #![cfg(feature = "wgpu")]
 
@@ -82,6 +82,14 @@ fn face_m4_training_step_matches_ndarray() {
         eprintln!("{name}: SGD update differs by {err:.2e} of its largest entry ({scale:.2e})");
         assert!(scale > 0.0 && err <= 1e-2, "{name}: {err}");
     }
+}
+
+/// `train`'s `wgpu` feature alone (as in `cargo run -p train --features wgpu`) turns on the
+/// layer's GPU kernels in rnnpool-core: without them `auto` would quietly run the composed layer,
+/// tens of times slower, on the GPU.
+#[test]
+fn the_wgpu_feature_brings_the_fused_kernels() {
+    assert!(rnnpool_core::rnnpool::fused_runs_on(&Device::wgpu(DeviceKind::DefaultDevice)));
 }
 
 /// With no Vulkan driver and no EGL vendor library, wgpu finds no adapter: `--backend wgpu`

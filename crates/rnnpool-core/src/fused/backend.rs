@@ -22,6 +22,7 @@ use super::scan::{CellGrads, CellView};
 
 /// A FastGRNN cell's parameters as backend primitives (shapes as in EdgeML).
 #[derive(ExtensionType, Clone, Debug)]
+#[extension_type(fusion: cfg(feature = "wgpu"))]
 pub struct CellTensors<B: Backend> {
     pub w: FloatTensor<B>,
     pub u: FloatTensor<B>,
@@ -39,6 +40,7 @@ impl<B: Backend> CellTensors<B> {
 
 /// Gradients of `sum(output * grad_output)` with respect to every input of the layer.
 #[derive(ExtensionType, Debug)]
+#[extension_type(fusion: cfg(feature = "wgpu"))]
 pub struct RnnPoolGrads<B: Backend> {
     pub x: FloatTensor<B>,
     #[extension_type]
@@ -47,11 +49,15 @@ pub struct RnnPoolGrads<B: Backend> {
     pub rnn2: CellTensors<B>,
 }
 
-/// Backends that run the fused FastGRNN RNNPool layer.
-#[backend_extension(Flex, NdArray, Cube: cfg(feature = "wgpu"), Autodiff)]
+/// Backends that run the fused FastGRNN RNNPool layer. With the `wgpu` feature burn wraps its
+/// CubeCL backend in `Fusion` (burn-wgpu's default, which fuses the element-wise ops of the rest
+/// of a model into few kernels); the layer is one opaque operation in its graph, run by the
+/// CubeCL implementation when the graph executes.
+#[backend_extension(Flex, NdArray, Cube: cfg(feature = "wgpu"), Fusion: cfg(feature = "wgpu"), Autodiff)]
 pub trait RnnPoolBackend: Backend {
     /// `x` `[batch, channels, height, width]` -> `[batch, 4 * hidden2, out_h, out_w]` (no
     /// replicate padding; the layer adds it).
+    #[fusion(meta = fusion_meta::output)]
     fn rnnpool_fastgrnn(
         x: FloatTensor<Self>,
         #[extension_type] rnn1: CellTensors<Self>,
@@ -61,6 +67,7 @@ pub trait RnnPoolBackend: Backend {
     ) -> FloatTensor<Self>;
 
     /// The gradients of [`RnnPoolBackend::rnnpool_fastgrnn`] for a given output gradient.
+    #[fusion(meta = fusion_meta::gradients)]
     fn rnnpool_fastgrnn_backward(
         x: FloatTensor<Self>,
         #[extension_type] rnn1: CellTensors<Self>,
@@ -69,6 +76,40 @@ pub trait RnnPoolBackend: Backend {
         patch: [usize; 2],
         stride: [usize; 2],
     ) -> RnnPoolGrads<Self>;
+}
+
+/// What the fused operations return, known before they run: Fusion records an operation with
+/// its outputs' shapes and dtypes and runs it later.
+#[cfg(feature = "wgpu")]
+mod fusion_meta {
+    use burn::backend::Shape;
+    use burn::backend::fusion::custom::TensorSpec;
+
+    use super::{CellTensorsMetadata, RnnPoolGradsMetadata, grid_of};
+
+    pub(super) fn output(
+        x: &TensorSpec,
+        _rnn1: &CellTensorsMetadata,
+        rnn2: &CellTensorsMetadata,
+        patch: &[usize; 2],
+        stride: &[usize; 2],
+    ) -> TensorSpec {
+        let g = grid_of(&x.shape.to_vec(), *patch, *stride);
+        let h2 = rnn2.w.shape[1];
+        TensorSpec::new(Shape::from(vec![g.batch, 4 * h2, g.out_h(), g.out_w()]), x.dtype)
+    }
+
+    /// Every gradient has its input's shape and dtype.
+    pub(super) fn gradients(
+        x: &TensorSpec,
+        rnn1: &CellTensorsMetadata,
+        rnn2: &CellTensorsMetadata,
+        _grad_out: &TensorSpec,
+        _patch: &[usize; 2],
+        _stride: &[usize; 2],
+    ) -> RnnPoolGradsMetadata {
+        RnnPoolGradsMetadata { x: x.clone(), rnn1: rnn1.clone(), rnn2: rnn2.clone() }
+    }
 }
 
 /// The CPU backends share one host implementation: read the tensors, run the kernel, write back.
