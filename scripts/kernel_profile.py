@@ -23,7 +23,7 @@ def launches(path):
     """(kernel name, ms) of every profiled launch in the log, in order."""
     out = []
     with open(path, encoding="utf-8", errors="replace") as f:
-        for number, line in enumerate(f, 1):
+        for line in f:
             m = LINE.match(line)
             if m:
                 # Names end in a hash of the kernel's compile-time arguments: group without it.
