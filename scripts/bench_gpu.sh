@@ -7,8 +7,7 @@
 #   scripts/bench_gpu.sh [steps]              # builds the benches (release + wgpu: ~30 min cold on 2 cores)
 #   BIN=dir scripts/bench_gpu.sh [steps]      # prebuilt dir/rnnpool and dir/train_step bench binaries
 #   FEATURES=wgpu,autotune scripts/bench_gpu.sh   # cargo builds with burn's kernel autotuning
-# PYTHON picks the interpreter; TORCH_RNNPOOL_DIR the folder of torch_rnnpool.py when ../shared is
-# not beside the checkout; LIMIT the seconds each run may take (default 120).
+# PYTHON picks the interpreter; LIMIT the seconds each run may take (default 120).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 steps="${1:-10}"
@@ -30,8 +29,8 @@ RNNPOOL_PROFILE=1 layer --backend wgpu --impl fused --steps 2 --case face_m4_tra
 layer --backend wgpu --impl fused --steps "$steps" --case face_m4_train --batch 64
 layer --backend wgpu --impl fused --steps "$steps" --case face_quant_train --batch 32
 if torch_ok; then
-  timeout "$limit" "$python" scripts/bench_torch_rnnpool.py --device cuda --steps "$steps" --case face_m4_train --batch 64
-  timeout "$limit" "$python" scripts/bench_torch_rnnpool.py --device cuda --steps "$steps" --case face_quant_train --batch 32
+  timeout "$limit" "$python" scripts/torch_rnnpool.py --device cuda --steps "$steps" --case face_m4_train --batch 64
+  timeout "$limit" "$python" scripts/torch_rnnpool.py --device cuda --steps "$steps" --case face_quant_train --batch 32
 else
   echo "PyTorch with CUDA not found ($python): skipped the PyTorch baselines" >&2
 fi

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 threads="${1:-2}"
 steps="${2:-5}"
 python="${PYTHON:-python3}"
-torch_script="${TORCH_BENCH:-../shared/bench/torch_rnnpool.py}"
+torch_script=scripts/torch_rnnpool.py
 cargo build --release -q -p rnnpool-core --bench rnnpool
 bench=$(ls -t "${CARGO_TARGET_DIR:-target}"/release/deps/rnnpool-* | grep -v '\.d$' | head -n 1)
 rss=$(mktemp)

@@ -12,7 +12,7 @@ cross-entropy). Median ms over steps.
 out face_quant, as the Rust bench does. On CUDA the step is timed
 after torch.cuda.synchronize(); the first step (warm-up) is not counted.
 
-The RNNPool layer is ../shared/bench/torch_rnnpool.py's (checked against the fixtures); the
+The RNNPool layer is scripts/torch_rnnpool.py's (checked against the fixtures); the
 rest follows EdgeML's RPool_Face_M4.py and model_mobilenet_rnnpool.py. Needs torch.
 """
 import argparse, json, math, os, sys, time
@@ -20,8 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-# $TORCH_RNNPOOL_DIR where the shared folder is not beside the checkout (a GPU machine).
-sys.path.insert(0, os.environ.get("TORCH_RNNPOOL_DIR", os.path.join(os.path.dirname(__file__), "../../shared/bench")))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torch_rnnpool import RNNPoolLayer  # noqa: E402
 
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Packs what scripts/gpu_device_bench.sh needs on a GPU machine that has no Rust toolchain:
-# release builds of the two bench binaries (wgpu; stripped and xz-compressed, ~20 MB) and the
-# PyTorch baseline layer, into .gpu/ (git-ignored). With a name, also keeps the pair under
+# release builds of the two bench binaries (wgpu; stripped and xz-compressed, ~20 MB), into .gpu/
+# (git-ignored); the PyTorch twins travel with the working tree (scripts/). With a name, also keeps the pair under
 # .gpu/NAME/, so that one device run can time two versions of the code side by side:
-#   scripts/gpu_bundle.sh            # .gpu/{rnnpool,train_step}.xz, .gpu/torch_rnnpool.py
+#   scripts/gpu_bundle.sh            # .gpu/{rnnpool,train_step}.xz
 #   scripts/gpu_bundle.sh base       # the same, plus a copy in .gpu/base/
 # FEATURES (default train/wgpu, which turns on rnnpool-core's) can add train/autotune.
 set -euo pipefail
@@ -24,5 +24,4 @@ for line in sys.stdin:
   xz -3 -T0 -f ".gpu/$bench"
   if [ -n "${1:-}" ]; then mkdir -p ".gpu/$1" && cp ".gpu/$bench.xz" ".gpu/$1/"; fi
 done
-install -m 644 ../shared/bench/torch_rnnpool.py .gpu/
 du -sh .gpu >&2

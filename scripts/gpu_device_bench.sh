@@ -22,7 +22,6 @@ unpack() { # dir of .xz bundles -> dir of executables
   for f in "$1"/*.xz; do xz -dc "$f" >"$2/$(basename "$f" .xz)" && chmod +x "$2/$(basename "$f" .xz)"; done
 }
 unpack .gpu /tmp/gpu-bin
-export TORCH_RNNPOOL_DIR="$PWD/.gpu"
 log="${OUT:-/tmp}/bench.log"
 {
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null

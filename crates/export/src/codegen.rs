@@ -29,6 +29,7 @@ pub const RUNTIME: &[(&str, &str)] = &[
     ("src/rp_concat_s8.c", include_str!("../../../c/src/rp_concat_s8.c")),
     ("examples/run_model.c", include_str!("../../../c/examples/run_model.c")),
     ("mcu/startup_cortex_m4.c", include_str!("../../../c/mcu/startup_cortex_m4.c")),
+    ("mcu/cortex_m4_256k.ld", include_str!("../../../c/mcu/cortex_m4_256k.ld")),
     ("Makefile", include_str!("../../../c/Makefile")),
 ];
 

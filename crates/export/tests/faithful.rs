@@ -11,13 +11,12 @@ use export::compare::compare_faces;
 use export::inputs::{Preprocess, calibration_inputs};
 use export::quantize;
 use models::FaceArch;
-use rnnpool_core::StateDict;
 use train::net::Net;
 
 #[test]
 fn int8_face_m4_follows_the_float_scores() {
     let device = Device::flex();
-    let state = StateDict::load(common::fixture_dir().join("RPool_Face_M4.safetensors")).unwrap();
+    let state = common::model_fixture("RPool_Face_M4");
     let net = Net::Face(FaceArch::M4.init(&device).unwrap().load_edgeml(&state).unwrap());
     let shape = [240, 320, 1];
     let g = export::lower::lower("face_m4", &net, shape).unwrap();

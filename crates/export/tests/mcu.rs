@@ -1,6 +1,7 @@
 //! RNNPool-Face-M4 on an emulated Cortex-M4: the exported model (EdgeML's M4 weights,
 //! calibrated on the bundled photos, 320x240 grey) is cross-compiled with the 256 KB RAM linker
-//! script of ../shared/mcu (so the link itself proves it fits), run under
+//! script that the export copies from `c/mcu/cortex_m4_256k.ld` (so the link itself proves it
+//! fits), run under
 //! `qemu-system-arm -M mps2-an386` on real photos read through semihosting, and must give the
 //! int8 simulator's outputs byte for byte. Needs gcc-arm-none-eabi, libnewlib-arm-none-eabi
 //! and qemu-system-arm (`.ci/run` installs them).
@@ -14,18 +15,10 @@ use burn::prelude::*;
 use export::inputs::{Preprocess, calibration_inputs};
 use export::{codegen, plan, quantize};
 use models::FaceArch;
-use rnnpool_core::StateDict;
 use train::net::Net;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn linker_script() -> PathBuf {
-    std::env::var_os("RNNPOOL_MCU_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("../shared/mcu"))
-        .join("stm32f4_like.ld")
 }
 
 fn tool(name: &str) {
@@ -50,7 +43,7 @@ fn face_m4_runs_on_a_cortex_m4_in_256_kb_and_matches_the_simulator() {
     tool("arm-none-eabi-gcc");
     tool("qemu-system-arm");
     let device = Device::flex();
-    let state = StateDict::load(common::fixture_dir().join("RPool_Face_M4.safetensors")).unwrap();
+    let state = common::model_fixture("RPool_Face_M4");
     let net = Net::Face(FaceArch::M4.init(&device).unwrap().load_edgeml(&state).unwrap());
     let shape = [240, 320, 1];
     let g = export::lower::lower("face_m4", &net, shape).unwrap();
@@ -67,7 +60,7 @@ fn face_m4_runs_on_a_cortex_m4_in_256_kb_and_matches_the_simulator() {
     let out = Command::new("arm-none-eabi-gcc")
         .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-DRP_CORTEX_M", "-mcpu=cortex-m4", "-mthumb"])
         .args(["-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-O2", "-nostartfiles", "--specs=rdimon.specs", "-T"])
-        .arg(linker_script())
+        .arg(dir.join("runtime/mcu/cortex_m4_256k.ld"))
         .arg("-I")
         .arg(dir.join("runtime/include"))
         .arg("-I")

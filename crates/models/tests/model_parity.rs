@@ -1,20 +1,12 @@
-//! Parity with EdgeML's models: every `*.safetensors` in `$RNNPOOL_MODEL_FIXTURES` (default
-//! `../shared/fixtures/models`) whose `arch` this crate implements is loaded and run in eval
-//! mode; `loc`, `conf` and `priors` (faces) or `logits` (classifiers) must match within 1e-3
+//! Parity with EdgeML's models: every `*.safetensors` in `$RNNPOOL_MODEL_FIXTURES` (default:
+//! the repository's `fixtures/models`) is loaded as the model its `arch` metadata names and run
+//! in eval mode (an unknown `arch` fails); `loc`, `conf` and `priors` (faces) or `logits` (classifiers) must match within 1e-3
 //! (largest difference over the tensor's largest magnitude).
-
-use std::path::PathBuf;
 
 use burn::prelude::*;
 use burn::tensor::DType;
 use models::{DenseNetConfig, FaceArch, MobileNetV2Config};
 use rnnpool_core::StateDict;
-
-fn fixture_dir() -> PathBuf {
-    std::env::var_os("RNNPOOL_MODEL_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/models"))
-}
 
 fn rel_err<const D: usize>(got: Tensor<D>, want: &[f64]) -> f64 {
     let got = got.into_data().convert::<f64>().try_to_vec::<f64>().unwrap();
@@ -26,14 +18,8 @@ fn rel_err<const D: usize>(got: Tensor<D>, want: &[f64]) -> f64 {
 #[test]
 fn implemented_models_match_edgeml() {
     let device = Device::flex();
-    let mut compared = 0;
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(fixture_dir())
-        .unwrap_or_else(|e| panic!("{}: {e}", fixture_dir().display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-        .collect();
-    entries.sort();
-    for path in entries {
+    for case in fixtures::Set::Models.cases().unwrap_or_else(|e| panic!("{e}")) {
+        let path = case.path;
         let state = StateDict::load(&path).unwrap();
         let arch = state.metadata().get("arch").cloned().unwrap_or_default();
         if arch == "model_mobilenet_rnnpool" {
@@ -42,7 +28,6 @@ fn implemented_models_match_edgeml() {
             let err = rel_err(model.forward(x).unwrap(), &state.get_any("logits").unwrap().values);
             eprintln!("{} logits: rel err {err:.2e}", path.display());
             assert!(err <= 1e-3, "{}: logits differ by {err:e}", path.display());
-            compared += 1;
             continue;
         }
         let kind = FaceArch::from_edgeml_name(&arch)
@@ -59,24 +44,26 @@ fn implemented_models_match_edgeml() {
             eprintln!("{} {name} (batch {b}, {p} priors): rel err {err:.2e}", path.display());
             assert!(err <= 1e-3, "{}: {name} differs by {err:e}", path.display());
         }
-        compared += 1;
     }
-    assert!(compared > 0, "no model fixture in {}", fixture_dir().display());
 }
 
 #[test]
-fn pytorch_checkpoint_gives_the_fixture_outputs() {
-    // A real `torch.save(state_dict)` file, with EdgeML's aliased RNN keys and
+fn pytorch_checkpoints_give_the_fixture_outputs() {
+    // Real `torch.save(state_dict)` files, with EdgeML's aliased RNN keys and
     // num_batches_tracked entries that the loader must ignore.
     let device = Device::flex();
-    let pth = StateDict::load(fixture_dir().join("RPool_Face_M4.pth")).unwrap();
-    let reference = StateDict::load(fixture_dir().join("RPool_Face_M4.safetensors")).unwrap();
-    let model = FaceArch::M4.init(&device).unwrap().load_edgeml(&pth).unwrap();
-    let x: Tensor<4> = reference.get_any("input").unwrap().to_tensor(&device, DType::F32);
-    let out = model.forward(x).unwrap();
-    for (name, got) in [("loc", out.loc), ("conf", out.conf)] {
-        let err = rel_err(got, &reference.get_any(name).unwrap().values);
-        assert!(err <= 1e-5, "{name}: {err:e}");
+    for (pth_path, twin) in fixtures::Set::Models.pytorch_twins().unwrap_or_else(|e| panic!("{e}")) {
+        let pth = StateDict::load(&pth_path).unwrap();
+        let reference = StateDict::load(&twin.path).unwrap();
+        let arch = twin.require("arch").unwrap_or_else(|e| panic!("{e}"));
+        let arch = FaceArch::from_edgeml_name(arch).unwrap_or_else(|| panic!("{}: not a face model", pth_path.display()));
+        let model = arch.init(&device).unwrap().load_edgeml(&pth).unwrap();
+        let x: Tensor<4> = reference.get_any("input").unwrap().to_tensor(&device, DType::F32);
+        let out = model.forward(x).unwrap();
+        for (name, got) in [("loc", out.loc), ("conf", out.conf)] {
+            let err = rel_err(got, &reference.get_any(name).unwrap().values);
+            assert!(err <= 1e-5, "{}: {name}: {err:e}", pth_path.display());
+        }
     }
 }
 

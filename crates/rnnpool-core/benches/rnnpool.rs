@@ -1,4 +1,4 @@
-//! RNNPool layer forward + backward of mean(y^2), the cases of ../shared/bench/torch_rnnpool.py,
+//! RNNPool layer forward + backward of mean(y^2), the cases of scripts/torch_rnnpool.py,
 //! printing one JSON line per case in that script's form (plus backend, implementation and the
 //! process's peak RSS so far; run one case per process for a per-case peak).
 //!

@@ -2,17 +2,9 @@
 //! same model give the same operator, and bad files give errors naming the key and shapes.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use burn::prelude::*;
 use rnnpool_core::{RnnPool, RnnPoolConfig, RnnPoolError, StateDict};
-
-fn model_fixture(name: &str) -> PathBuf {
-    let dir = std::env::var_os("RNNPOOL_MODEL_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/models"));
-    dir.join(name)
-}
 
 fn cell_values(pool: &RnnPool) -> Vec<Vec<f32>> {
     [pool.rnn1.as_fastgrnn().unwrap(), pool.rnn2.as_fastgrnn().unwrap()]
@@ -22,18 +14,21 @@ fn cell_values(pool: &RnnPool) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// Every `*.pth` model fixture (EdgeML face models keep their RNNPool under `rnn_model.`) and
+/// its safetensors twin give the same cells, equal to the stored values.
 #[test]
 fn pytorch_checkpoint_and_safetensors_load_the_same_cells() {
     let device = Device::flex();
-    let pth = StateDict::load(model_fixture("RPool_Face_M4.pth")).unwrap();
-    let st = StateDict::load(model_fixture("RPool_Face_M4.safetensors")).unwrap();
-    let a = RnnPool::from_edgeml(&pth, "rnn_model.", &device).unwrap();
-    let b = RnnPool::from_edgeml(&st, "rnn_model.", &device).unwrap();
-    assert_eq!((a.in_channels(), a.hidden2()), (4, 16));
-    let (va, vb) = (cell_values(&a), cell_values(&b));
-    assert_eq!(va, vb);
-    let w1 = &st.get_any("rnn_model.cell_rnn.cell.W").unwrap().values;
-    assert_eq!(va[0], w1.iter().map(|&v| v as f32).collect::<Vec<_>>());
+    for (pth_path, twin) in fixtures::Set::Models.pytorch_twins().unwrap_or_else(|e| panic!("{e}")) {
+        let pth = StateDict::load(&pth_path).unwrap();
+        let st = StateDict::load(&twin.path).unwrap();
+        let a = RnnPool::from_edgeml(&pth, "rnn_model.", &device).unwrap();
+        let b = RnnPool::from_edgeml(&st, "rnn_model.", &device).unwrap();
+        let (va, vb) = (cell_values(&a), cell_values(&b));
+        assert_eq!(va, vb, "{}", pth_path.display());
+        let w1 = &st.get_any("rnn_model.cell_rnn.cell.W").unwrap().values;
+        assert_eq!(va[0], w1.iter().map(|&v| v as f32).collect::<Vec<_>>());
+    }
 }
 
 fn write_safetensors(path: &std::path::Path, tensors: &[(&str, Vec<usize>)]) {

@@ -133,16 +133,19 @@ fn checkpoints_of_another_model_or_cut_short_are_clear_errors() {
 
 #[test]
 fn an_edgeml_pytorch_checkpoint_is_a_starting_point() {
-    let fixtures = std::env::var_os("RNNPOOL_MODEL_FIXTURES")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/models"));
+    let (pth, twin) = fixtures::Set::Models
+        .pytorch_twins()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .find(|(_, twin)| twin.meta("arch") == Some("RPool_Face_M4"))
+        .expect("a .pth of RPool_Face_M4 among the model fixtures");
     let out = tmp("edgeml");
     let mut cfg = config(&out, "flex", 1);
-    cfg.model.init = Some(fixtures.join("RPool_Face_M4.pth"));
+    cfg.model.init = Some(pth);
     let device = train::backend::device("flex").unwrap();
     let (_, net) = trainer::build_model(&cfg, &device).unwrap();
     let Net::Face(model) = net else { panic!("not a face model") };
-    let reference = rnnpool_core::StateDict::load(fixtures.join("RPool_Face_M4.safetensors")).unwrap();
+    let reference = rnnpool_core::StateDict::load(&twin.path).unwrap();
     let x: Tensor<4> = reference.get_any("input").unwrap().to_tensor(&device, burn::tensor::DType::F32);
     let got: Vec<f32> = model.forward(x).unwrap().loc.into_data().iter::<f32>().collect();
     let want = &reference.get_any("loc").unwrap().values;

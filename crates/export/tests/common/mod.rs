@@ -12,10 +12,10 @@ use models::{FaceArch, MobileNetV2Config};
 use rnnpool_core::StateDict;
 use train::net::Net;
 
-pub fn fixture_dir() -> PathBuf {
-    std::env::var_os("RNNPOOL_MODEL_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/models"))
+/// The weights of the model fixture whose `arch` metadata is `arch` (e.g. `RPool_Face_M4`).
+pub fn model_fixture(arch: &str) -> StateDict {
+    let case = ::fixtures::Set::Models.find("arch", arch).unwrap_or_else(|e| panic!("{e}"));
+    StateDict::load(&case.path).unwrap()
 }
 
 pub struct Fixture {
@@ -31,13 +31,8 @@ pub struct Fixture {
 pub fn fixtures() -> Vec<Fixture> {
     let device = Device::flex();
     let mut out = Vec::new();
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(fixture_dir())
-        .unwrap_or_else(|e| panic!("{}: {e}", fixture_dir().display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-        .collect();
-    paths.sort();
-    for path in paths {
+    for case in ::fixtures::Set::Models.cases().unwrap_or_else(|e| panic!("{e}")) {
+        let path = case.path;
         let state = StateDict::load(&path).unwrap();
         let arch = state.metadata().get("arch").cloned().unwrap_or_default();
         let (name, net) = match FaceArch::from_edgeml_name(&arch) {
@@ -89,7 +84,6 @@ pub fn fixtures() -> Vec<Fixture> {
             .collect();
         out.push(Fixture { name, graph, inputs, expected });
     }
-    assert!(!out.is_empty(), "no fixture in {}", fixture_dir().display());
     out
 }
 

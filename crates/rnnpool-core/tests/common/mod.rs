@@ -6,26 +6,11 @@ use std::path::PathBuf;
 use burn::prelude::*;
 use rnnpool_core::{RnnPool, RnnPoolConfig, RnnPoolImpl, RnnPoolLayer, RnnPoolLayerConfig, StateDict};
 
-/// `$RNNPOOL_FIXTURES`, or `../shared/fixtures/rnnpool` beside the repository.
-pub fn fixture_dir() -> PathBuf {
-    match std::env::var_os("RNNPOOL_FIXTURES") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/rnnpool"),
-    }
-}
-
-/// Every `*.safetensors` of the fixture folder, sorted; panics if there are none, because a
-/// parity test that compares nothing must not pass.
+/// Every operator and layer case (`$RNNPOOL_FIXTURES`, else the repository's
+/// `fixtures/rnnpool`); panics if there is none, because a parity test that compares nothing
+/// must not pass.
 pub fn fixture_files() -> Vec<PathBuf> {
-    let dir = fixture_dir();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("fixture folder {}: {e} (set RNNPOOL_FIXTURES)", dir.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no *.safetensors in {}", dir.display());
-    files
+    fixtures::Set::Rnnpool.cases().unwrap_or_else(|e| panic!("{e}")).into_iter().map(|c| c.path).collect()
 }
 
 /// A fixture's case, read from its metadata only.

@@ -1,6 +1,7 @@
 //! Host-side box arithmetic on `[f32; 4]`: `(x1, y1, x2, y2)` corners or `(cx, cy, w, h)` priors.
 
-use models::s3fd::boxes::VARIANCES;
+/// S3FD's variances of the centre and size offsets.
+pub const VARIANCES: [f32; 2] = [0.1, 0.2];
 
 pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
@@ -15,17 +16,16 @@ pub fn corners(p: &[f32; 4]) -> [f32; 4] {
     [p[0] - p[2] / 2.0, p[1] - p[3] / 2.0, p[0] + p[2] / 2.0, p[1] + p[3] / 2.0]
 }
 
-/// SSD encoding of a corner box against a prior, as `models::s3fd::boxes::encode`.
-pub fn encode(g: &[f32; 4], p: &[f32; 4]) -> [f32; 4] {
-    let (v0, v1) = (VARIANCES[0] as f32, VARIANCES[1] as f32);
+/// SSD encoding of a corner box against a prior, with the centre and size `variances`
+/// (S3FD's: [`VARIANCES`]).
+pub fn encode(g: &[f32; 4], p: &[f32; 4], [v0, v1]: [f32; 2]) -> [f32; 4] {
     let (gcx, gcy) = ((g[0] + g[2]) / 2.0, (g[1] + g[3]) / 2.0);
     let (gw, gh) = ((g[2] - g[0]).max(1e-6), (g[3] - g[1]).max(1e-6));
     [(gcx - p[0]) / (v0 * p[2]), (gcy - p[1]) / (v0 * p[3]), (gw / p[2]).ln() / v1, (gh / p[3]).ln() / v1]
 }
 
 /// Inverse of [`encode`].
-pub fn decode(l: &[f32; 4], p: &[f32; 4]) -> [f32; 4] {
-    let (v0, v1) = (VARIANCES[0] as f32, VARIANCES[1] as f32);
+pub fn decode(l: &[f32; 4], p: &[f32; 4], [v0, v1]: [f32; 2]) -> [f32; 4] {
     let (cx, cy) = (p[0] + l[0] * v0 * p[2], p[1] + l[1] * v0 * p[3]);
     let (w, h) = (p[2] * (l[2] * v1).exp(), p[3] * (l[3] * v1).exp());
     [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0]
@@ -41,8 +41,8 @@ mod tests {
         assert_eq!(iou(&[0.0, 0.0, 1.0, 1.0], &[2.0, 2.0, 3.0, 3.0]), 0.0);
         let p = [0.5, 0.4, 0.1, 0.2];
         let g = [0.42, 0.33, 0.61, 0.52];
-        let back = decode(&encode(&g, &p), &p);
+        let back = decode(&encode(&g, &p, VARIANCES), &p, VARIANCES);
         assert!(g.iter().zip(back).all(|(a, b)| (a - b).abs() < 1e-5), "{back:?}");
-        assert_eq!(encode(&corners(&p), &p).map(|v| (v * 1e4).round()), [0.0; 4]);
+        assert_eq!(encode(&corners(&p), &p, VARIANCES).map(|v| (v * 1e4).round()), [0.0; 4]);
     }
 }

@@ -3,19 +3,22 @@
 //! forced onto it, priors under IoU 0.35 are background, then the faces' share of extra priors
 //! with IoU in (0.1, 0.35) is switched to face, best first.
 
-use super::boxes::{corners, encode, iou};
+use super::boxes::{VARIANCES, corners, encode, iou};
 
-/// The three thresholds: candidates above `low`, positives at `mid`, well-matched faces at `high`.
-#[derive(Clone, Copy, Debug)]
-pub struct MatchThresholds {
+/// The matcher's settings: candidates above IoU `low`, positives at `mid`, well-matched faces
+/// at `high`; regression targets encoded with `variances`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MatchConfig {
     pub low: f32,
     pub mid: f32,
     pub high: f32,
+    pub variances: [f32; 2],
 }
 
-impl Default for MatchThresholds {
+impl Default for MatchConfig {
+    /// S3FD's (EdgeML's `config_qvga.py` and `config.py`).
     fn default() -> Self {
-        Self { low: 0.1, mid: 0.35, high: 0.5 }
+        Self { low: 0.1, mid: 0.35, high: 0.5, variances: VARIANCES }
     }
 }
 
@@ -33,7 +36,7 @@ impl Matches {
 }
 
 /// `truths` are corner boxes, `priors` `(cx, cy, w, h)`, both normalised.
-pub fn match_priors(truths: &[[f32; 4]], priors: &[[f32; 4]], th: MatchThresholds) -> Matches {
+pub fn match_priors(truths: &[[f32; 4]], priors: &[[f32; 4]], th: MatchConfig) -> Matches {
     let np = priors.len();
     if truths.is_empty() {
         return Matches { positive: vec![false; np], targets: vec![[0.0; 4]; np] };
@@ -74,7 +77,7 @@ pub fn match_priors(truths: &[[f32; 4]], priors: &[[f32; 4]], th: MatchThreshold
             positive[p] = true;
         }
     }
-    let targets = (0..np).map(|p| encode(&truths[best_truth[p]], &priors[p])).collect();
+    let targets = (0..np).map(|p| encode(&truths[best_truth[p]], &priors[p], th.variances)).collect();
     Matches { positive, targets }
 }
 
@@ -89,7 +92,7 @@ mod tests {
 
     #[test]
     fn an_exact_face_takes_its_prior_only() {
-        let m = match_priors(&[[0.25, 0.25, 0.5, 0.5]], &grid(), MatchThresholds::default());
+        let m = match_priors(&[[0.25, 0.25, 0.5, 0.5]], &grid(), MatchConfig::default());
         assert_eq!(m.num_positive(), 1);
         assert!(m.positive[5]);
         assert!(m.targets[5].iter().all(|v| v.abs() < 1e-5));
@@ -98,7 +101,7 @@ mod tests {
     #[test]
     fn a_small_face_still_gets_its_best_prior_forced() {
         // IoU with prior 0 is 0.01 / 0.0625 = 0.16 < 0.35: only the forcing makes it positive.
-        let m = match_priors(&[[0.0, 0.0, 0.1, 0.1]], &grid(), MatchThresholds::default());
+        let m = match_priors(&[[0.0, 0.0, 0.1, 0.1]], &grid(), MatchConfig::default());
         assert_eq!(m.num_positive(), 1);
         assert!(m.positive[0]);
     }
@@ -106,7 +109,7 @@ mod tests {
     #[test]
     fn scale_compensation_adds_the_best_mid_overlap_priors() {
         let faces = [[0.25, 0.25, 0.5, 0.5], [0.5, 0.5, 0.75, 0.75], [0.0, 0.5, 0.25, 0.75]];
-        let base = match_priors(&faces, &grid(), MatchThresholds::default());
+        let base = match_priors(&faces, &grid(), MatchConfig::default());
         // Three exact faces: each IoU 1 >= 0.35 and >= 0.5, N = 3; candidates (0.1, 0.35):
         // none (neighbours of an exact square have IoU 0), so nothing is added.
         assert_eq!(base.num_positive(), 3);
@@ -114,17 +117,17 @@ mod tests {
         // N = (2 + 2) / 2 = 2, so both straddled priors (0.333 in (0.1, 0.35)) become positive,
         // one of them already by forcing.
         let faces = [[0.25, 0.25, 0.5, 0.5], [0.5, 0.5, 0.75, 0.75], [0.125, 0.0, 0.375, 0.25]];
-        let m = match_priors(&faces, &grid(), MatchThresholds::default());
+        let m = match_priors(&faces, &grid(), MatchConfig::default());
         assert!(m.positive[0] && m.positive[1], "{:?}", m.positive);
         assert_eq!(m.num_positive(), 4);
         // Without the two exact faces N = (0 + 0) / 2 = 0: only the forced prior.
-        let m = match_priors(&faces[2..], &grid(), MatchThresholds::default());
+        let m = match_priors(&faces[2..], &grid(), MatchConfig::default());
         assert_eq!(m.num_positive(), 1);
     }
 
     #[test]
     fn no_faces_means_all_background() {
-        let m = match_priors(&[], &grid(), MatchThresholds::default());
+        let m = match_priors(&[], &grid(), MatchConfig::default());
         assert_eq!(m.num_positive(), 0);
     }
 }

@@ -6,10 +6,21 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 use burn::tensor::activation::log_softmax;
 
-use super::matcher::{MatchThresholds, Matches, match_priors};
+use super::matcher::{MatchConfig, Matches, match_priors};
 
-/// Negatives kept per positive.
-pub const NEG_POS_RATIO: usize = 3;
+/// The loss's settings: the matcher's, and how many negatives are kept per positive.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MultiboxConfig {
+    pub matching: MatchConfig,
+    pub neg_pos_ratio: usize,
+}
+
+impl Default for MultiboxConfig {
+    /// S3FD's: 3 negatives per positive.
+    fn default() -> Self {
+        Self { matching: MatchConfig::default(), neg_pos_ratio: 3 }
+    }
+}
 
 pub struct MultiboxLoss {
     pub loc: Tensor<1>,
@@ -24,11 +35,11 @@ impl MultiboxLoss {
 }
 
 /// Which priors enter the classification loss: every positive, and per image the
-/// `min(3 * positives, priors - 1)` negatives with the largest loss.
-pub fn mine_hard_negatives(ce: &[f32], positive: &[bool]) -> Vec<bool> {
+/// `min(neg_pos_ratio * positives, priors - 1)` negatives with the largest loss.
+pub fn mine_hard_negatives(ce: &[f32], positive: &[bool], neg_pos_ratio: usize) -> Vec<bool> {
     let np = positive.len();
     let pos = positive.iter().filter(|&&p| p).count();
-    let num_neg = (NEG_POS_RATIO * pos).min(np.saturating_sub(1));
+    let num_neg = (neg_pos_ratio * pos).min(np.saturating_sub(1));
     let mut order: Vec<usize> = (0..np).filter(|&p| !positive[p]).collect();
     // Descending loss; stable so equal losses keep prior order.
     order.sort_by(|&a, &b| ce[b].total_cmp(&ce[a]));
@@ -39,12 +50,18 @@ pub fn mine_hard_negatives(ce: &[f32], positive: &[bool]) -> Vec<bool> {
     keep
 }
 
-/// `loc` `[b, p, 4]`, `conf` `[b, p, 2]`, `priors` `(cx, cy, w, h)` `[p, 4]`, and each image's
-/// normalised faces.
+/// S3FD's multibox loss ([`MultiboxConfig::default`]); see [`MultiboxConfig::loss`].
 pub fn multibox_loss(loc: Tensor<3>, conf: Tensor<3>, priors: &[[f32; 4]], faces: &[Vec<[f32; 4]>]) -> MultiboxLoss {
+    MultiboxConfig::default().loss(loc, conf, priors, faces)
+}
+
+impl MultiboxConfig {
+    /// The loss of `loc` `[b, p, 4]` and `conf` `[b, p, 2]` (logits) against each image's
+    /// normalised corner boxes `faces`, with `priors` `(cx, cy, w, h)` `[p, 4]`.
+    pub fn loss(&self, loc: Tensor<3>, conf: Tensor<3>, priors: &[[f32; 4]], faces: &[Vec<[f32; 4]>]) -> MultiboxLoss {
     let [b, np, _] = loc.dims();
     let device = loc.device();
-    let matches: Vec<Matches> = faces.iter().map(|f| match_priors(f, priors, MatchThresholds::default())).collect();
+    let matches: Vec<Matches> = faces.iter().map(|f| match_priors(f, priors, self.matching)).collect();
     let positives: usize = matches.iter().map(Matches::num_positive).sum();
     let pos_mask: Vec<f32> = matches.iter().flat_map(|m| m.positive.iter().map(|&p| p as u8 as f32)).collect();
     let targets: Vec<f32> = matches.iter().flat_map(|m| m.targets.iter().flatten().copied()).collect();
@@ -63,13 +80,14 @@ pub fn multibox_loss(loc: Tensor<3>, conf: Tensor<3>, priors: &[[f32; 4]], faces
     let ce_host: Vec<f32> = ce.clone().detach().into_data().iter::<f32>().collect();
     let mut selected = Vec::with_capacity(b * np);
     for (i, m) in matches.iter().enumerate() {
-        let keep = mine_hard_negatives(&ce_host[i * np..(i + 1) * np], &m.positive);
+        let keep = mine_hard_negatives(&ce_host[i * np..(i + 1) * np], &m.positive, self.neg_pos_ratio);
         selected.extend(keep.into_iter().map(|k| k as u8 as f32));
     }
     let selected = Tensor::<2>::from_data(TensorData::new(selected, [b, np]), &device);
     let loss_c = (ce * selected).sum();
     let norm = positives.max(1) as f64;
     MultiboxLoss { loc: loss_l / norm, conf: loss_c / norm, positives }
+    }
 }
 
 #[cfg(test)]
@@ -80,12 +98,12 @@ mod tests {
     fn mining_keeps_positives_and_the_three_hardest_negatives_each() {
         let ce = [0.1, 5.0, 0.2, 3.0, 0.3, 4.0, 9.0, 0.0];
         let positive = [false, false, false, false, false, false, true, false];
-        let keep = mine_hard_negatives(&ce, &positive);
+        let keep = mine_hard_negatives(&ce, &positive, 3);
         assert_eq!(keep, [false, true, false, true, false, true, true, false]);
         // Never more negatives than priors - 1.
-        let keep = mine_hard_negatives(&[1.0, 2.0, 3.0], &[true, true, false]);
+        let keep = mine_hard_negatives(&[1.0, 2.0, 3.0], &[true, true, false], 3);
         assert_eq!(keep, [true, true, true]);
-        assert!(mine_hard_negatives(&[1.0, 2.0], &[false, false]).iter().all(|k| !k));
+        assert!(mine_hard_negatives(&[1.0, 2.0], &[false, false], 3).iter().all(|k| !k));
     }
 
     #[test]

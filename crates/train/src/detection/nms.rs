@@ -1,7 +1,7 @@
 //! Test-time detection as S3FD's `Detect`: softmax face scores above a threshold, decoded
 //! boxes, greedy NMS over the top candidates, at most `keep` results.
 
-use super::boxes::{decode, iou};
+use super::boxes::{VARIANCES, decode, iou};
 
 #[derive(Clone, Copy, Debug)]
 pub struct DetectConfig {
@@ -58,7 +58,7 @@ pub fn detect(loc: &[f32], conf: &[f32], priors: &[[f32; 4]], cfg: DetectConfig)
             let score = 1.0 / (1.0 + (bg - face).exp());
             (score > cfg.conf_thresh).then(|| {
                 let l = [loc[4 * p], loc[4 * p + 1], loc[4 * p + 2], loc[4 * p + 3]];
-                Detection { bbox: decode(&l, prior), score }
+                Detection { bbox: decode(&l, prior, VARIANCES), score }
             })
         })
         .collect();
