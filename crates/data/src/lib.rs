@@ -4,6 +4,8 @@
 //! augmentation (QVGA and VGA face pipelines, torchvision's classification transforms) and burn
 //! `Dataset` + `Batcher` types for faces and for classification.
 
+#![warn(missing_docs)]
+
 pub mod augment;
 pub mod class_dataset;
 pub mod draw;

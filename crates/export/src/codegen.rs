@@ -8,7 +8,9 @@ use std::path::Path;
 use crate::error::ExportError;
 use crate::int8_sim::Tables;
 use crate::plan::Plan;
-use crate::quantize::{OutputStage, QAdd, QCell, QConv, QGraph, QInvertedResidual, QOp, QRnnPool};
+use crate::quantize::{
+    OutputStage, QAdd, QCell, QConv, QGraph, QInvertedResidual, QOp, QPointwise16, QRnnPool, Rescale,
+};
 
 /// The runtime sources, embedded so that an export is self-contained.
 pub const RUNTIME: &[(&str, &str)] = &[
@@ -58,6 +60,21 @@ fn ident(i: usize, name: &str) -> String {
     format!("l{i}_{clean}")
 }
 
+/// `static const {ty} {id} = { .field = value, ... };` with designated initialisers, so that the
+/// C compiler checks every field name against `rp_nn.h`.
+fn def(out: &mut String, ty: &str, id: &str, fields: &[(&str, &dyn std::fmt::Display)]) {
+    let _ = writeln!(out, "static const {ty} {id} = {{");
+    for (name, value) in fields {
+        let _ = writeln!(out, "  .{name} = {value},");
+    }
+    out.push_str("};\n\n");
+}
+
+/// `&{id}_{name}` when present, else `NULL`.
+fn optional(id: &str, name: &str, present: bool) -> String {
+    if present { format!("&{id}_{name}") } else { "NULL".into() }
+}
+
 /// `{id}_b`, `{id}_m`, `{id}_s`: biases, multipliers, shifts.
 fn output_stage(out: &mut String, id: &str, s: &OutputStage) {
     array(out, "int32_t", &format!("{id}_b"), &s.bias);
@@ -65,41 +82,52 @@ fn output_stage(out: &mut String, id: &str, s: &OutputStage) {
     array(out, "int32_t", &format!("{id}_s"), &s.shift);
 }
 
-fn conv(out: &mut String, id: &str, c: &QConv, in_shape: [usize; 3], out_shape: [usize; 3]) {
+fn conv(out: &mut String, id: &str, c: &QConv, is: [usize; 3], os: [usize; 3]) {
     array(out, "int8_t", &format!("{id}_w"), &c.weight);
     output_stage(out, id, &c.out);
-    let _ = writeln!(
+    let (w, b, m, s) = (format!("{id}_w"), format!("{id}_b"), format!("{id}_m"), format!("{id}_s"));
+    def(
         out,
-        "static const rp_conv_s8_params {id} = {{{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {id}_w, {id}_b, {id}_m, {id}_s}};\n",
-        in_shape[0],
-        in_shape[1],
-        in_shape[2],
-        out_shape[0],
-        out_shape[1],
-        out_shape[2],
-        c.kernel,
-        c.stride,
-        c.pad,
-        c.in_offset,
-        c.out.out_offset,
-        c.out.act_min,
-        c.out.act_max
+        "rp_conv_s8_params",
+        id,
+        &[
+            ("in_h", &is[0]),
+            ("in_w", &is[1]),
+            ("in_c", &is[2]),
+            ("out_h", &os[0]),
+            ("out_w", &os[1]),
+            ("out_c", &os[2]),
+            ("kernel", &c.kernel),
+            ("stride", &c.stride),
+            ("pad", &c.pad),
+            ("in_offset", &c.in_offset),
+            ("out_offset", &c.out.out_offset),
+            ("act_min", &c.out.act_min),
+            ("act_max", &c.out.act_max),
+            ("weight", &w),
+            ("bias", &b),
+            ("mult", &m),
+            ("shift", &s),
+        ],
     );
 }
 
 fn add(out: &mut String, id: &str, a: &QAdd) {
-    let _ = writeln!(
+    def(
         out,
-        "static const rp_add_s8_params {id} = {{{}, {}, {}, {}, {}, {}, {}, {}, {}}};\n",
-        a.in1_offset,
-        a.in2_offset,
-        a.in1_mult,
-        a.in1_shift,
-        a.in2_mult,
-        a.in2_shift,
-        a.out_mult,
-        a.out_shift,
-        a.out_offset
+        "rp_add_s8_params",
+        id,
+        &[
+            ("in1_offset", &a.in1_offset),
+            ("in2_offset", &a.in2_offset),
+            ("in1_mult", &a.in1_mult),
+            ("in1_shift", &a.in1_shift),
+            ("in2_mult", &a.in2_mult),
+            ("in2_shift", &a.in2_shift),
+            ("out_mult", &a.out_mult),
+            ("out_shift", &a.out_shift),
+            ("out_offset", &a.out_offset),
+        ],
     );
 }
 
@@ -108,10 +136,26 @@ fn cell(out: &mut String, id: &str, c: &QCell) {
     array(out, "int16_t", &format!("{id}_u"), &c.u);
     array(out, "int32_t", &format!("{id}_bg"), &c.bias_gate);
     array(out, "int32_t", &format!("{id}_bh"), &c.bias_update);
-    let _ = writeln!(
+    let (w, u, bg, bh) = (format!("{id}_w"), format!("{id}_u"), format!("{id}_bg"), format!("{id}_bh"));
+    def(
         out,
-        "static const rp_fastgrnn_q12_params {id} = {{{}, {}, {id}_w, {id}_u, {}, {}, {}, {}, {}, {id}_bg, {id}_bh, {}, {}}};\n",
-        c.input, c.hidden, c.w_exp, c.u_exp, c.x_pre_shift, c.x_mult, c.x_shift, c.zeta, c.nu
+        "rp_fastgrnn_q12_params",
+        id,
+        &[
+            ("input", &c.input),
+            ("hidden", &c.hidden),
+            ("w", &w),
+            ("u", &u),
+            ("w_exp", &c.w_exp),
+            ("u_exp", &c.u_exp),
+            ("x_pre_shift", &c.x_pre_shift),
+            ("x_mult", &c.x_mult),
+            ("x_shift", &c.x_shift),
+            ("bias_gate", &bg),
+            ("bias_update", &bh),
+            ("zeta", &c.zeta),
+            ("nu", &c.nu),
+        ],
     );
 }
 
@@ -131,35 +175,104 @@ fn block(out: &mut String, id: &str, b: &QInvertedResidual, is: [usize; 3], os: 
     if let Some(a) = &b.add {
         add(out, &format!("{id}_add"), a);
     }
-    let opt = |present: bool, name: &str| {
-        if present { format!("&{id}_{name}") } else { "NULL".into() }
-    };
-    let _ = writeln!(
+    let (expand, add_) = (optional(id, "expand", b.expand.is_some()), optional(id, "add", b.add.is_some()));
+    let (dw, project) = (format!("&{id}_dw"), format!("&{id}_project"));
+    def(
         out,
-        "static const rp_inverted_residual_s8_params {id} = {{{}, &{id}_dw, &{id}_project, {}}};\n",
-        opt(b.expand.is_some(), "expand"),
-        opt(b.add.is_some(), "add")
+        "rp_inverted_residual_s8_params",
+        id,
+        &[("expand", &expand), ("depthwise", &dw), ("project", &project), ("add", &add_)],
     );
 }
 
 fn pool(out: &mut String, id: &str, p: &QRnnPool, is: [usize; 3], os: [usize; 3]) {
     cell(out, &format!("{id}_rnn1"), &p.rnn1);
     cell(out, &format!("{id}_rnn2"), &p.rnn2);
-    let _ = writeln!(
+    let (rnn1, rnn2) = (format!("&{id}_rnn1"), format!("&{id}_rnn2"));
+    def(
         out,
-        "static const rp_rnnpool_s8_params {id} = {{{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, &{id}_rnn1, &{id}_rnn2, sigmoid_table_q15, tanh_table_q15}};\n",
-        is[0],
-        is[1],
-        is[2],
-        os[0],
-        os[1],
-        p.patch,
-        p.stride,
-        u8::from(p.replicate),
-        p.in_offset,
-        p.out_mult,
-        p.out_shift,
-        p.out_offset
+        "rp_rnnpool_s8_params",
+        id,
+        &[
+            ("in_h", &is[0]),
+            ("in_w", &is[1]),
+            ("in_c", &is[2]),
+            ("out_h", &os[0]),
+            ("out_w", &os[1]),
+            ("patch", &p.patch),
+            ("stride", &p.stride),
+            ("replicate", &u8::from(p.replicate)),
+            ("in_offset", &p.in_offset),
+            ("out_mult", &p.out_mult),
+            ("out_shift", &p.out_shift),
+            ("out_offset", &p.out_offset),
+            ("rnn1", &rnn1),
+            ("rnn2", &rnn2),
+            ("sigmoid_table", &"sigmoid_table_q15"),
+            ("tanh_table", &"tanh_table_q15"),
+        ],
+    );
+}
+
+/// The fused RNNPool + inverted residual block: the pool, the int16 expansion that reads its
+/// Q12 outputs, and the block.
+fn rnnpool_block(
+    out: &mut String,
+    id: &str,
+    p: &QRnnPool,
+    e: &QPointwise16,
+    b: &QInvertedResidual,
+    shapes: [[usize; 3]; 2],
+) {
+    let [is, os] = shapes;
+    let ps = p.out_shape(is);
+    pool(out, &format!("{id}_pool"), p, is, ps);
+    let eid = format!("{id}_expand16");
+    array(out, "int16_t", &format!("{eid}_w"), &e.weight);
+    output_stage(out, &eid, &e.out);
+    let (w, bias, m, s) = (format!("{eid}_w"), format!("{eid}_b"), format!("{eid}_m"), format!("{eid}_s"));
+    def(
+        out,
+        "rp_pointwise_s16_params",
+        &eid,
+        &[
+            ("in_c", &e.cin),
+            ("out_c", &e.cout),
+            ("pre_shift", &e.pre_shift),
+            ("out_offset", &e.out.out_offset),
+            ("act_min", &e.out.act_min),
+            ("act_max", &e.out.act_max),
+            ("weight", &w),
+            ("bias", &bias),
+            ("mult", &m),
+            ("shift", &s),
+        ],
+    );
+    block(out, &format!("{id}_block"), b, [ps[0], ps[1], e.cout], os);
+    let (pool_ref, expand_ref, block_ref) = (format!("&{id}_pool"), format!("&{eid}"), format!("&{id}_block"));
+    def(
+        out,
+        "rp_rnnpool_inverted_residual_s8_params",
+        id,
+        &[("pool", &pool_ref), ("expand", &expand_ref), ("block", &block_ref)],
+    );
+}
+
+fn concat(out: &mut String, id: &str, pixels: usize, channels: [usize; 2], rescale: [&Rescale; 2], out_offset: i32) {
+    let r = |x: &Rescale| format!("{{ .in_offset = {}, .mult = {}, .shift = {} }}", x.in_offset, x.mult, x.shift);
+    let (first, second) = (r(rescale[0]), r(rescale[1]));
+    def(
+        out,
+        "rp_concat_s8_params",
+        id,
+        &[
+            ("pixels", &pixels),
+            ("channels1", &channels[0]),
+            ("channels2", &channels[1]),
+            ("first", &first),
+            ("second", &second),
+            ("out_offset", &out_offset),
+        ],
     );
 }
 
@@ -168,114 +281,90 @@ fn at(offset: usize) -> String {
     format!("A + {offset}")
 }
 
-pub fn generate(q: &QGraph, plan: &Plan) -> Result<Sources, ExportError> {
-    let mut weights = String::new();
-    let mut calls = String::new();
-    weights.push_str("/* Generated by rnnpool-rs export: int8 weights and layer parameters (all const: flash). */\n");
-    weights.push_str("#include <stddef.h>\n#include <stdint.h>\n\n#include \"model.h\"\n#include \"rp_nn.h\"\n\n");
-    let tables = Tables::default();
-    let uses_rnnpool = q.layers.iter().any(|l| matches!(l.op, QOp::RnnPool(_) | QOp::RnnPoolInvertedResidual { .. }));
-    if uses_rnnpool {
-        array(&mut weights, "int16_t", "sigmoid_table_q15", &tables.sigmoid);
-        array(&mut weights, "int16_t", "tanh_table_q15", &tables.tanh);
-        weights.push('\n');
-    }
-    for (i, l) in q.layers.iter().enumerate() {
-        let id = ident(i, &l.name);
-        let (is, os) = (q.tensors[l.input], q.tensors[l.output]);
-        let (inp, outp) = (at(plan.tensor_offset(l.input)), at(plan.tensor_offset(l.output)));
-        let scratch = plan.scratch_offset(i).map(at);
-        let _ = writeln!(weights, "/* {}: {:?} -> {:?} */", l.name, is, os);
-        match &l.op {
-            QOp::Conv(c) => {
-                conv(&mut weights, &id, c, is, os);
-                let call = if c.depthwise {
-                    format!("rp_depthwise_conv_s8(&{id}, {inp}, {outp});")
-                } else if c.kernel == 1 && c.stride == 1 && c.pad == 0 {
-                    format!("rp_pointwise_conv_s8(&{id}, {inp}, {}, {outp});", is[0] * is[1])
-                } else {
-                    format!("rp_convolve_s8(&{id}, {inp}, {outp});")
-                };
-                let _ = writeln!(calls, "  {call} /* {} */", l.name);
-            }
-            QOp::InvertedResidual(b) => {
-                block(&mut weights, &id, b, is, os);
-                let s = scratch.ok_or_else(|| no_scratch(&l.name))?;
-                let _ = writeln!(calls, "  rp_inverted_residual_s8(&{id}, {inp}, {outp}, {s}); /* {} */", l.name);
-            }
-            QOp::RnnPool(p) => {
-                pool(&mut weights, &id, p, is, os);
-                let s = scratch.ok_or_else(|| no_scratch(&l.name))?;
-                let _ = writeln!(
-                    calls,
-                    "  rp_rnnpool_s8(&{id}, {inp}, {outp}, (int16_t *)(void *)({s})); /* {} */",
-                    l.name
-                );
-            }
-            QOp::RnnPoolInvertedResidual { pool: p, expand: e, block: b } => {
-                let ps = p.out_shape(is);
-                pool(&mut weights, &format!("{id}_pool"), p, is, ps);
-                let eid = format!("{id}_expand16");
-                array(&mut weights, "int16_t", &format!("{eid}_w"), &e.weight);
-                output_stage(&mut weights, &eid, &e.out);
-                let _ = writeln!(
-                    weights,
-                    "static const rp_pointwise_s16_params {eid} = {{{}, {}, {}, {}, {}, {}, {eid}_w, {eid}_b, {eid}_m, {eid}_s}};\n",
-                    e.cin, e.cout, e.pre_shift, e.out.out_offset, e.out.act_min, e.out.act_max
-                );
-                block(&mut weights, &format!("{id}_block"), b, [ps[0], ps[1], e.cout], os);
-                let _ = writeln!(
-                    weights,
-                    "static const rp_rnnpool_inverted_residual_s8_params {id} = {{&{id}_pool, &{eid}, &{id}_block}};\n"
-                );
-                let s = scratch.ok_or_else(|| no_scratch(&l.name))?;
-                let _ =
-                    writeln!(calls, "  rp_rnnpool_inverted_residual_s8(&{id}, {inp}, {outp}, {s}); /* {} */", l.name);
-            }
-            QOp::L2Norm { in_offset, out_offset, gain } => {
-                array(&mut weights, "int32_t", &format!("{id}_gain"), gain);
-                let _ = writeln!(
-                    weights,
-                    "static const rp_l2norm_s8_params {id} = {{{}, {}, {in_offset}, {out_offset}, {id}_gain}};\n",
-                    is[0] * is[1],
-                    is[2]
-                );
-                let _ = writeln!(calls, "  rp_l2norm_s8(&{id}, {inp}, {outp}); /* {} */", l.name);
-            }
-            QOp::MaxOut => {
-                let _ = writeln!(calls, "  rp_maxout_s8({inp}, {}, {outp}); /* {} */", is[0] * is[1], l.name);
-            }
-            QOp::Concat { other, first: a, second: b, out_offset } => {
-                let os2 = q.tensors[*other];
-                let _ = writeln!(
-                    weights,
-                    "static const rp_concat_s8_params {id} = {{{}, {}, {}, {{{}, {}, {}}}, {{{}, {}, {}}}, {out_offset}}};\n",
-                    is[0] * is[1],
-                    is[2],
-                    os2[2],
-                    a.in_offset,
-                    a.mult,
-                    a.shift,
-                    b.in_offset,
-                    b.mult,
-                    b.shift
-                );
-                let second = at(plan.tensor_offset(*other));
-                let _ = writeln!(calls, "  rp_concat_s8(&{id}, {inp}, {second}, {outp}); /* {} */", l.name);
-            }
-            QOp::AvgPool { kernel, stride, in_offset, mult, shift, out_offset } => {
-                let _ = writeln!(
-                    weights,
-                    "static const rp_avgpool_s8_params {id} = {{{}, {}, {}, {}, {}, {}, {}, {}, {}, {in_offset}, {mult}, {shift}, {out_offset}}};\n",
-                    is[0], is[1], is[2], os[0], os[1], kernel[0], kernel[1], stride[0], stride[1]
-                );
-                let _ = writeln!(calls, "  rp_avgpool_s8(&{id}, {inp}, {outp}); /* {} */", l.name);
+/// One layer: its parameters into `weights`, its call into `calls`.
+fn layer(weights: &mut String, calls: &mut String, q: &QGraph, plan: &Plan, i: usize) -> Result<(), ExportError> {
+    let l = &q.layers[i];
+    let id = ident(i, &l.name);
+    let (is, os) = (q.tensors[l.input], q.tensors[l.output]);
+    let (inp, outp) = (at(plan.tensor_offset(l.input)), at(plan.tensor_offset(l.output)));
+    let scratch = || plan.scratch_offset(i).map(at).ok_or_else(|| no_scratch(&l.name));
+    let _ = writeln!(weights, "/* {}: {:?} -> {:?} */", l.name, is, os);
+    let call = match &l.op {
+        QOp::Conv(c) => {
+            conv(weights, &id, c, is, os);
+            if c.depthwise {
+                format!("rp_depthwise_conv_s8(&{id}, {inp}, {outp});")
+            } else if c.kernel == 1 && c.stride == 1 && c.pad == 0 {
+                format!("rp_pointwise_conv_s8(&{id}, {inp}, {}, {outp});", is[0] * is[1])
+            } else {
+                format!("rp_convolve_s8(&{id}, {inp}, {outp});")
             }
         }
-    }
-    // model_run lives in the weights file so that the parameter structs can stay static.
-    let [h, w, c] = q.input_shape();
-    let inq = q.params[q.input];
+        QOp::InvertedResidual(b) => {
+            block(weights, &id, b, is, os);
+            format!("rp_inverted_residual_s8(&{id}, {inp}, {outp}, {});", scratch()?)
+        }
+        QOp::RnnPool(p) => {
+            pool(weights, &id, p, is, os);
+            format!("rp_rnnpool_s8(&{id}, {inp}, {outp}, (int16_t *)(void *)({}));", scratch()?)
+        }
+        QOp::RnnPoolInvertedResidual { pool: p, expand: e, block: b } => {
+            rnnpool_block(weights, &id, p, e, b, [is, os]);
+            format!("rp_rnnpool_inverted_residual_s8(&{id}, {inp}, {outp}, {});", scratch()?)
+        }
+        QOp::L2Norm { in_offset, out_offset, gain } => {
+            array(weights, "int32_t", &format!("{id}_gain"), gain);
+            let (pixels, gain) = (is[0] * is[1], format!("{id}_gain"));
+            def(
+                weights,
+                "rp_l2norm_s8_params",
+                &id,
+                &[
+                    ("pixels", &pixels),
+                    ("channels", &is[2]),
+                    ("in_offset", in_offset),
+                    ("out_offset", out_offset),
+                    ("gain", &gain),
+                ],
+            );
+            format!("rp_l2norm_s8(&{id}, {inp}, {outp});")
+        }
+        QOp::MaxOut => format!("rp_maxout_s8({inp}, {}, {outp});", is[0] * is[1]),
+        QOp::Concat { other, first, second, out_offset } => {
+            concat(weights, &id, is[0] * is[1], [is[2], q.tensors[*other][2]], [first, second], *out_offset);
+            format!("rp_concat_s8(&{id}, {inp}, {}, {outp});", at(plan.tensor_offset(*other)))
+        }
+        QOp::AvgPool { kernel, stride, in_offset, mult, shift, out_offset } => {
+            def(
+                weights,
+                "rp_avgpool_s8_params",
+                &id,
+                &[
+                    ("in_h", &is[0]),
+                    ("in_w", &is[1]),
+                    ("channels", &is[2]),
+                    ("out_h", &os[0]),
+                    ("out_w", &os[1]),
+                    ("kernel_h", &kernel[0]),
+                    ("kernel_w", &kernel[1]),
+                    ("stride_h", &stride[0]),
+                    ("stride_w", &stride[1]),
+                    ("in_offset", in_offset),
+                    ("mult", mult),
+                    ("shift", shift),
+                    ("out_offset", out_offset),
+                ],
+            );
+            format!("rp_avgpool_s8(&{id}, {inp}, {outp});")
+        }
+    };
+    let _ = writeln!(calls, "  {call} /* {} */", l.name);
+    Ok(())
+}
+
+/// The arena, the input and output accessors and `model_run()` with its calls. It lives in the
+/// weights file so that the parameter structs can stay static.
+fn run_section(q: &QGraph, plan: &Plan, calls: &str) -> String {
     let mut run = String::new();
     let _ = writeln!(
         run,
@@ -295,10 +384,16 @@ pub fn generate(q: &QGraph, plan: &Plan) -> Result<Sources, ExportError> {
     let _ = writeln!(run, "const int32_t model_output_zero_point[MODEL_NUM_OUTPUTS] = {{{}}};\n", join(&zeros));
     run.push_str("const int8_t *model_output(int32_t i) { return A + output_offsets[i]; }\n\n");
     run.push_str("void model_run(void) {\n");
-    run.push_str(&calls);
+    run.push_str(calls);
     run.push_str("}\n");
-    weights.push_str(&run);
+    run
+}
 
+/// `model.h`: sizes, quantization of the input and outputs, and the interface.
+fn header(q: &QGraph, plan: &Plan) -> String {
+    let [h, w, c] = q.input_shape();
+    let inq = q.params[q.input];
+    let output_bytes: usize = q.outputs.iter().map(|(t, _)| q.tensors[*t].iter().product::<usize>()).sum();
     let mut header = String::new();
     let guard = "RNNPOOL_MODEL_H";
     let _ = writeln!(
@@ -315,15 +410,34 @@ pub fn generate(q: &QGraph, plan: &Plan) -> Result<Sources, ExportError> {
     );
     let _ = writeln!(header, "#define MODEL_INPUT_SCALE {:e}f\n#define MODEL_INPUT_ZERO_POINT {}", inq.scale, inq.zero);
     let _ = writeln!(header, "#define MODEL_NUM_OUTPUTS {}", q.outputs.len());
-    let _ = writeln!(header, "#define MODEL_OUTPUT_BYTES {}\n", sizes.iter().sum::<usize>());
+    let _ = writeln!(header, "#define MODEL_OUTPUT_BYTES {output_bytes}\n");
     header.push_str("/* Where to write the quantized HWC input before model_run(). */\nint8_t *model_input(void);\n");
     header.push_str("void model_run(void);\n/* Output i (HWC int8; real = scale * (q - zero point)), valid until the next model_run(). */\n");
     header.push_str(
         "const int8_t *model_output(int32_t i);\nextern const uint32_t model_output_bytes[MODEL_NUM_OUTPUTS];\n",
     );
     header.push_str("extern const float model_output_scale[MODEL_NUM_OUTPUTS];\nextern const int32_t model_output_zero_point[MODEL_NUM_OUTPUTS];\n\n#endif\n");
+    header
+}
 
-    let mut files = vec![("model.h".to_string(), header), ("model_weights.c".to_string(), weights)];
+/// The C of `q` placed by `plan`: `model.h`, `model_weights.c` and a copy of the runtime.
+pub fn generate(q: &QGraph, plan: &Plan) -> Result<Sources, ExportError> {
+    let mut weights = String::new();
+    let mut calls = String::new();
+    weights.push_str("/* Generated by rnnpool-rs export: int8 weights and layer parameters (all const: flash). */\n");
+    weights.push_str("#include <stddef.h>\n#include <stdint.h>\n\n#include \"model.h\"\n#include \"rp_nn.h\"\n\n");
+    let uses_rnnpool = q.layers.iter().any(|l| matches!(l.op, QOp::RnnPool(_) | QOp::RnnPoolInvertedResidual { .. }));
+    if uses_rnnpool {
+        let tables = Tables::default();
+        array(&mut weights, "int16_t", "sigmoid_table_q15", &tables.sigmoid);
+        array(&mut weights, "int16_t", "tanh_table_q15", &tables.tanh);
+        weights.push('\n');
+    }
+    for i in 0..q.layers.len() {
+        layer(&mut weights, &mut calls, q, plan, i)?;
+    }
+    weights.push_str(&run_section(q, plan, &calls));
+    let mut files = vec![("model.h".to_string(), header(q, plan)), ("model_weights.c".to_string(), weights)];
     files.extend(RUNTIME.iter().map(|(p, s)| (format!("runtime/{p}"), s.to_string())));
     Ok(Sources { files })
 }
@@ -342,6 +456,7 @@ impl Sources {
     }
 }
 
+/// Writes `bytes` to `path` through a temporary file and a rename, creating the folder.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(ExportError::io(parent))?;

@@ -6,9 +6,10 @@ use burn::prelude::*;
 use data::wider::FaceList;
 use models::s3fd::priors::{QVGA_ANCHORS, QVGA_STEPS, VGA_ANCHORS, VGA_STEPS, priors};
 use serde::Serialize;
-use train::detection::ap::average_precision;
-use train::detection::nms::{DetectConfig, detect};
-use train::face_task::ground_truth;
+use zoo::s3fd::ap::average_precision;
+use zoo::s3fd::detect::{DetectConfig, detect};
+use zoo::s3fd::ground_truth::ground_truth;
+use zoo::s3fd::inference::priors_host;
 
 use crate::error::ExportError;
 use crate::graph::{Graph, OutputKind};
@@ -86,7 +87,7 @@ pub fn compare_faces(
     let (steps, anchors): (&[usize], &[usize]) =
         if qvga { (&QVGA_STEPS, &QVGA_ANCHORS) } else { (&VGA_STEPS, &VGA_ANCHORS) };
     let p = priors([shape[0], shape[1]], &maps, steps, anchors, &Device::flex());
-    let priors: Vec<[f32; 4]> = train::face_task::priors_host(p);
+    let priors: Vec<[f32; 4]> = priors_host(p);
     let cfg = if qvga { DetectConfig::qvga() } else { DetectConfig::vga() };
     let (mut fl, mut ql) = (Vec::new(), Vec::new());
     let mut c = FaceComparison {
@@ -116,7 +117,7 @@ pub fn compare_faces(
         let dq = detect(&concat(&pair.int8, OutputKind::Loc), &concat(&pair.int8, OutputKind::Conf), &priors, cfg);
         c.detections_float += df.len();
         c.detections_matched +=
-            df.iter().filter(|d| dq.iter().any(|e| train::detection::boxes::iou(&d.bbox, &e.bbox) >= 0.5)).count();
+            df.iter().filter(|d| dq.iter().any(|e| models::s3fd::boxes::iou(&d.bbox, &e.bbox) >= 0.5)).count();
         let gt = ground_truth(a, (w, h));
         fl.push((df, gt.clone()));
         ql.push((dq, gt));

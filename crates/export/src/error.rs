@@ -8,6 +8,8 @@ pub enum ExportError {
     Quantization { layer: String, why: String },
     #[error("no calibration input")]
     NoCalibration,
+    #[error("input size {}x{}: height and width must be 1..={max}", size[0], size[1])]
+    InputSize { size: [usize; 2], max: usize },
     #[error("{path}: no images (.jpg, .jpeg, .png) or Fashion-MNIST files found")]
     NoImages { path: PathBuf },
     #[error("{path}: {source}")]
@@ -17,7 +19,7 @@ pub enum ExportError {
     #[error(transparent)]
     Data(#[from] data::DataError),
     #[error(transparent)]
-    Train(#[from] train::TrainError),
+    Zoo(#[from] zoo::ZooError),
     #[error("reading a tensor of {layer}: {message}")]
     Tensor { layer: String, message: String },
 }

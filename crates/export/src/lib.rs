@@ -5,6 +5,8 @@
 //! ([`plan`]) and written out as C ([`codegen`]) that runs on the C runtime in the repository's
 //! `c/` folder. [`int8_sim`] computes in Rust exactly what that C computes.
 
+#![warn(missing_docs)]
+
 pub mod codegen;
 pub mod compare;
 pub mod error;
@@ -14,6 +16,7 @@ pub mod graph;
 pub mod inputs;
 pub mod int8_sim;
 pub mod lower;
+pub mod pipeline;
 pub mod plan;
 pub mod quantize;
 pub mod report;

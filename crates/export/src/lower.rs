@@ -7,7 +7,7 @@ use burn::prelude::*;
 use models::blocks::{ConvBnRelu6, InvertedResidual};
 use models::{DenseNet, FaceDetector, MobileNetV2, SmallMobileNet};
 use rnnpool_core::{RnnCell, RnnPool, RnnPoolLayer};
-use train::net::Net;
+use zoo::Net;
 
 use crate::error::ExportError;
 use crate::graph::{Activation, CellWeights, ConvWeights, Graph, Op, OutputKind, Shape, TensorId};

@@ -403,9 +403,8 @@ fn quantize_cell(name: &str, c: &CellWeights, int8_input: Option<QParams>) -> Re
     })
 }
 
-/// Quantizes `g` with activation ranges from calibration.
-pub fn quantize(g: &Graph, ranges: &Ranges) -> Result<QGraph, ExportError> {
-    let mut params: Vec<QParams> = ranges.tensors.iter().map(|r| QParams::from_range(*r)).collect();
+/// How many layers (and graph outputs) read each tensor.
+fn readers(g: &Graph) -> Vec<usize> {
     let mut readers = vec![0usize; g.tensors.len()];
     for l in &g.layers {
         readers[l.input] += 1;
@@ -413,124 +412,33 @@ pub fn quantize(g: &Graph, ranges: &Ranges) -> Result<QGraph, ExportError> {
     for (t, _) in &g.outputs {
         readers[*t] += 1;
     }
+    readers
+}
+
+/// Quantizes `g` with activation ranges from calibration.
+pub fn quantize(g: &Graph, ranges: &Ranges) -> Result<QGraph, ExportError> {
+    let mut params: Vec<QParams> = ranges.tensors.iter().map(|r| QParams::from_range(*r)).collect();
+    let readers = readers(g);
     let mut layers: Vec<QLayer> = Vec::new();
     for (i, l) in g.layers.iter().enumerate() {
-        let qin = params[l.input];
-        let in_shape = g.tensors[l.input];
-        let mut macs = 0u64;
-        let op = match &l.op {
-            Op::Conv { conv } => {
-                macs = conv.macs(g.tensors[l.output]);
-                QOp::Conv(quantize_conv(&l.name, conv, qin, params[l.output])?)
-            }
-            Op::InvertedResidual { expand, depthwise, project, residual } => {
-                let inner = ranges.inner[i].map(QParams::from_range);
-                let e_params = if expand.is_some() { inner[0] } else { qin };
-                let es = expand.as_ref().map_or(in_shape, |c| c.out_shape(in_shape));
-                let ds = depthwise.out_shape(es);
-                macs = expand.as_ref().map_or(0, |c| c.macs(es))
-                    + depthwise.macs(ds)
-                    + project.macs(project.out_shape(ds));
-                let qout = params[l.output];
-                let projected = if *residual { inner[2] } else { qout };
-                // An expansion reading an RNNPool that nothing else reads runs fused with it,
-                // from the RNNPool's Q12 values with int16 weights (see QOp::RnnPoolInvertedResidual).
-                let fused = match (layers.last(), expand) {
-                    (Some(QLayer { op: QOp::RnnPool(_), output, .. }), Some(e))
-                        if *output == l.input && readers[l.input] == 1 =>
-                    {
-                        Some(quantize_pointwise16(&format!("{}.expand", l.name), e, inner[0])?)
-                    }
-                    _ => None,
-                };
-                let block = QInvertedResidual {
-                    expand: match fused {
-                        Some(_) => None,
-                        None => expand
-                            .as_ref()
-                            .map(|c| quantize_conv(&format!("{}.expand", l.name), c, qin, inner[0]))
-                            .transpose()?,
-                    },
-                    depthwise: quantize_conv(&format!("{}.depthwise", l.name), depthwise, e_params, inner[1])?,
-                    project: quantize_conv(&format!("{}.project", l.name), project, inner[1], projected)?,
-                    add: residual.then(|| quantize_add(qin, projected, qout)),
-                };
+        // An expansion reading an RNNPool that nothing else reads runs fused with it, from the
+        // RNNPool's Q12 values with int16 weights (see QOp::RnnPoolInvertedResidual).
+        let after_pool = matches!(layers.last(), Some(QLayer { op: QOp::RnnPool(_), output, .. })
+            if *output == l.input && readers[l.input] == 1);
+        let (op, macs) = match &l.op {
+            Op::InvertedResidual { .. } => {
+                let (block, fused, macs) = inverted_residual(g, ranges, &params, i, after_pool)?;
                 if let Some(expand) = fused
                     && let Some(QLayer { op: QOp::RnnPool(pool), input, name, macs: pool_macs, .. }) = layers.pop()
                 {
-                    layers.push(QLayer {
-                        name: format!("{name}+{}", l.name),
-                        input,
-                        output: l.output,
-                        op: QOp::RnnPoolInvertedResidual { pool, expand, block },
-                        macs: pool_macs + macs,
-                    });
+                    let op = QOp::RnnPoolInvertedResidual { pool, expand, block };
+                    let name = format!("{name}+{}", l.name);
+                    layers.push(QLayer { name, input, output: l.output, op, macs: pool_macs + macs });
                     continue;
                 }
-                QOp::InvertedResidual(block)
+                (QOp::InvertedResidual(block), macs)
             }
-            Op::RnnPool { patch, stride, rnn1, rnn2, replicate } => {
-                let [oh, ow, _] = g.tensors[l.output];
-                let patches = (oh - usize::from(*replicate)) * (ow - usize::from(*replicate));
-                let (k, h1, h2, r) = (rnn1.input as u64, rnn1.hidden as u64, rnn2.hidden as u64, *patch as u64);
-                macs = patches as u64 * (2 * r * r * (k + h1) * h1 + 4 * r * (h1 + h2) * h2);
-                let qout = params[l.output];
-                let (out_mult, out_shift) = quantize_multiplier(1.0 / (Q12_ONE as f64 * qout.scale as f64));
-                QOp::RnnPool(QRnnPool {
-                    patch: *patch,
-                    stride: *stride,
-                    in_offset: -qin.zero,
-                    rnn1: quantize_cell(&format!("{}.rnn1", l.name), rnn1, Some(qin))?,
-                    rnn2: quantize_cell(&format!("{}.rnn2", l.name), rnn2, None)?,
-                    out_mult,
-                    out_shift,
-                    out_offset: qout.zero,
-                    replicate: *replicate,
-                })
-            }
-            Op::L2Norm { weight } => {
-                let qout = params[l.output];
-                let gain =
-                    weight.iter().map(|g| (*g as f64 / qout.scale as f64 * 65536.0).round() as i64).collect::<Vec<_>>();
-                if gain.iter().any(|g| g.abs() > i32::MAX as i64) {
-                    return Err(ExportError::Quantization {
-                        layer: l.name.clone(),
-                        why: "L2Norm scale too large for its output range".into(),
-                    });
-                }
-                QOp::L2Norm {
-                    in_offset: -qin.zero,
-                    out_offset: qout.zero,
-                    gain: gain.into_iter().map(|g| g as i32).collect(),
-                }
-            }
-            Op::MaxOut => {
-                // The max of values on one scale is exact on that scale.
-                params[l.output] = qin;
-                QOp::MaxOut
-            }
-            Op::Concat { other } => {
-                let qout = params[l.output];
-                QOp::Concat {
-                    other: *other,
-                    first: Rescale::new(qin, qout),
-                    second: Rescale::new(params[*other], qout),
-                    out_offset: qout.zero,
-                }
-            }
-            Op::AvgPool { kernel, stride } => {
-                let qout = params[l.output];
-                let n = (kernel[0] * kernel[1]) as f64;
-                let (mult, shift) = quantize_multiplier(qin.scale as f64 / (n * qout.scale as f64));
-                QOp::AvgPool {
-                    kernel: *kernel,
-                    stride: *stride,
-                    in_offset: -qin.zero,
-                    mult,
-                    shift,
-                    out_offset: qout.zero,
-                }
-            }
+            _ => simple_layer(g, &mut params, i)?,
         };
         layers.push(QLayer { name: l.name.clone(), input: l.input, output: l.output, op, macs });
     }
@@ -542,6 +450,103 @@ pub fn quantize(g: &Graph, ranges: &Ranges) -> Result<QGraph, ExportError> {
         layers,
         outputs: g.outputs.clone(),
     })
+}
+
+/// Layer `i`, an inverted residual, and its MACs; with `fuse`, its expansion quantized for the
+/// fused RNNPool block (int16 weights on the RNNPool's Q12 outputs) instead of as int8.
+fn inverted_residual(
+    g: &Graph,
+    ranges: &Ranges,
+    params: &[QParams],
+    i: usize,
+    fuse: bool,
+) -> Result<(QInvertedResidual, Option<QPointwise16>, u64), ExportError> {
+    let l = &g.layers[i];
+    let Op::InvertedResidual { expand, depthwise, project, residual } = &l.op else {
+        return Err(ExportError::Quantization { layer: l.name.clone(), why: "not an inverted residual".into() });
+    };
+    let (qin, qout, in_shape) = (params[l.input], params[l.output], g.tensors[l.input]);
+    let inner = ranges.inner[i].map(QParams::from_range);
+    let e_params = if expand.is_some() { inner[0] } else { qin };
+    let es = expand.as_ref().map_or(in_shape, |c| c.out_shape(in_shape));
+    let ds = depthwise.out_shape(es);
+    let macs = expand.as_ref().map_or(0, |c| c.macs(es)) + depthwise.macs(ds) + project.macs(project.out_shape(ds));
+    let projected = if *residual { inner[2] } else { qout };
+    let expand_name = format!("{}.expand", l.name);
+    let fused = match expand {
+        Some(e) if fuse => Some(quantize_pointwise16(&expand_name, e, inner[0])?),
+        _ => None,
+    };
+    let int8_expand = match (&fused, expand) {
+        (None, Some(c)) => Some(quantize_conv(&expand_name, c, qin, inner[0])?),
+        _ => None,
+    };
+    let block = QInvertedResidual {
+        expand: int8_expand,
+        depthwise: quantize_conv(&format!("{}.depthwise", l.name), depthwise, e_params, inner[1])?,
+        project: quantize_conv(&format!("{}.project", l.name), project, inner[1], projected)?,
+        add: residual.then(|| quantize_add(qin, projected, qout)),
+    };
+    Ok((block, fused, macs))
+}
+
+/// Layer `i` (any op but an inverted residual) and its MACs; a max-out's output takes its
+/// input's parameters (the max of values on one scale is exact on that scale).
+fn simple_layer(g: &Graph, params: &mut [QParams], i: usize) -> Result<(QOp, u64), ExportError> {
+    let l = &g.layers[i];
+    let (qin, qout) = (params[l.input], params[l.output]);
+    Ok(match &l.op {
+        Op::Conv { conv } => (QOp::Conv(quantize_conv(&l.name, conv, qin, qout)?), conv.macs(g.tensors[l.output])),
+        Op::RnnPool { patch, stride, rnn1, rnn2, replicate } => {
+            let [oh, ow, _] = g.tensors[l.output];
+            let patches = (oh - usize::from(*replicate)) * (ow - usize::from(*replicate));
+            let (k, h1, h2, r) = (rnn1.input as u64, rnn1.hidden as u64, rnn2.hidden as u64, *patch as u64);
+            let macs = patches as u64 * (2 * r * r * (k + h1) * h1 + 4 * r * (h1 + h2) * h2);
+            let (out_mult, out_shift) = quantize_multiplier(1.0 / (Q12_ONE as f64 * qout.scale as f64));
+            let pool = QRnnPool {
+                patch: *patch,
+                stride: *stride,
+                in_offset: -qin.zero,
+                rnn1: quantize_cell(&format!("{}.rnn1", l.name), rnn1, Some(qin))?,
+                rnn2: quantize_cell(&format!("{}.rnn2", l.name), rnn2, None)?,
+                out_mult,
+                out_shift,
+                out_offset: qout.zero,
+                replicate: *replicate,
+            };
+            (QOp::RnnPool(pool), macs)
+        }
+        Op::L2Norm { weight } => (quantize_l2norm(&l.name, weight, qin, qout)?, 0),
+        Op::MaxOut => {
+            params[l.output] = qin;
+            (QOp::MaxOut, 0)
+        }
+        Op::Concat { other } => {
+            let (first, second) = (Rescale::new(qin, qout), Rescale::new(params[*other], qout));
+            (QOp::Concat { other: *other, first, second, out_offset: qout.zero }, 0)
+        }
+        Op::AvgPool { kernel, stride } => {
+            let n = (kernel[0] * kernel[1]) as f64;
+            let (mult, shift) = quantize_multiplier(qin.scale as f64 / (n * qout.scale as f64));
+            let op = QOp::AvgPool { kernel: *kernel, stride: *stride, in_offset: -qin.zero, mult, shift, out_offset: qout.zero };
+            (op, 0)
+        }
+        Op::InvertedResidual { .. } => {
+            return Err(ExportError::Quantization { layer: l.name.clone(), why: "an inverted residual".into() });
+        }
+    })
+}
+
+/// L2Norm with its per-channel gain `gamma / out_scale` in Q16.
+fn quantize_l2norm(name: &str, weight: &[f32], qin: QParams, qout: QParams) -> Result<QOp, ExportError> {
+    let gain: Vec<i64> = weight.iter().map(|g| (*g as f64 / qout.scale as f64 * 65536.0).round() as i64).collect();
+    if gain.iter().any(|g| g.abs() > i32::MAX as i64) {
+        return Err(ExportError::Quantization {
+            layer: name.into(),
+            why: "L2Norm scale too large for its output range".into(),
+        });
+    }
+    Ok(QOp::L2Norm { in_offset: -qin.zero, out_offset: qout.zero, gain: gain.into_iter().map(|g| g as i32).collect() })
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use common::{run_c, simulated};
 use export::{QGraph, quantize};
 use models::densenet::DenseRnnPoolConfig;
 use models::{DenseNetConfig, MobileNetV2Config, SmallMobileNetConfig, StemPooling};
-use train::net::Net;
+use zoo::Net;
 
 /// The calibration images, a mirrored one and two of noise in the input's range.
 fn test_inputs(q: &QGraph, images: &[Vec<f32>]) -> Vec<Vec<i8>> {

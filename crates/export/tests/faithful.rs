@@ -11,7 +11,7 @@ use export::compare::compare_faces;
 use export::inputs::{Preprocess, calibration_inputs};
 use export::quantize;
 use models::FaceArch;
-use train::net::Net;
+use zoo::Net;
 
 #[test]
 fn int8_face_m4_follows_the_float_scores() {

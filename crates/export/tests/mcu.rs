@@ -15,7 +15,7 @@ use burn::prelude::*;
 use export::inputs::{Preprocess, calibration_inputs};
 use export::{codegen, plan, quantize};
 use models::FaceArch;
-use train::net::Net;
+use zoo::Net;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")

@@ -50,7 +50,7 @@ fn int8_outputs_follow_the_float_outputs() {
 fn lowered_densenet_reproduces_burn_forward() {
     use burn::prelude::*;
     use models::DenseNetConfig;
-    use train::net::Net;
+    use zoo::Net;
     let plain = Device::flex();
     let device = plain.clone().autodiff();
     device.seed(11);

@@ -3,6 +3,8 @@
 //! Visual Wake Words, with one or two RNNPools), DenseNet121 and DenseNet121-RNNPool, and a
 //! per-layer report of parameters, MACs and peak RAM under the paper's convention.
 
+#![warn(missing_docs)]
+
 pub mod blocks;
 pub mod densenet;
 pub mod face;

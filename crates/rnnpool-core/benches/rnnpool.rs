@@ -28,25 +28,14 @@ struct Args {
     cases: Vec<String>,
     threads: usize,
     steps: usize,
-    /// `None`: wgpu.
-    backend: Option<BackendKind>,
+    backend: BackendKind,
     implementation: RnnPoolImpl,
     batch: Option<usize>,
 }
 
 impl Args {
-    fn backend_name(&self) -> String {
-        self.backend.map_or("wgpu".to_string(), |b| b.to_string())
-    }
-
     fn device(&self) -> Result<Device, String> {
-        match self.backend {
-            Some(b) => Ok(b.device(true)),
-            #[cfg(feature = "wgpu")]
-            None => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice).autodiff()),
-            #[cfg(not(feature = "wgpu"))]
-            None => Err("--backend wgpu needs `--features wgpu`".to_string()),
-        }
+        self.backend.device().map(Device::autodiff).map_err(|e| e.to_string())
     }
 }
 
@@ -55,7 +44,7 @@ fn parse() -> Result<Args, String> {
         cases: vec![],
         threads: 2,
         steps: 5,
-        backend: Some(BackendKind::default()),
+        backend: BackendKind::default(),
         implementation: RnnPoolImpl::Fused,
         batch: None,
     };
@@ -66,12 +55,7 @@ fn parse() -> Result<Args, String> {
             "--case" => a.cases.push(value("--case")?),
             "--threads" => a.threads = value("--threads")?.parse().map_err(|e| format!("--threads: {e}"))?,
             "--steps" => a.steps = value("--steps")?.parse().map_err(|e| format!("--steps: {e}"))?,
-            "--backend" => {
-                a.backend = match value("--backend")?.as_str() {
-                    "wgpu" => None,
-                    other => Some(other.parse()?),
-                }
-            }
+            "--backend" => a.backend = value("--backend")?.parse()?,
             "--batch" => a.batch = Some(value("--batch")?.parse().map_err(|e| format!("--batch: {e}"))?),
             "--impl" => {
                 a.implementation = match value("--impl")?.as_str() {
@@ -159,7 +143,7 @@ fn main() {
             times[0],
             forward[forward.len() / 2],
             b as f64 * 1000.0 / median,
-            args.backend_name(),
+            args.backend,
             args.implementation,
             peak_rss_mb()
         );

@@ -133,14 +133,20 @@ fn main() {
         let parsed = match (a.as_str(), args.next()) {
             ("--steps", Some(v)) => v.parse().map(|v| steps = v).map_err(|e| format!("--steps {v}: {e}")),
             ("--backend", Some(v)) => v.parse().map(|b| backend = b),
-            (other, _) => Err(format!("unknown argument `{other}`; use --steps N --backend flex|ndarray")),
+            (other, _) => Err(format!("unknown argument `{other}`; use --steps N --backend flex|ndarray|wgpu")),
         };
         if let Err(e) = parsed {
             eprintln!("error: {e}");
             std::process::exit(2);
         }
     }
-    let device = backend.device(true);
+    let device = match backend.device() {
+        Ok(d) => d.autodiff(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
     device.seed(0);
     let rnnpool = RnnPoolClassifier {
         pool: RnnPoolLayerConfig::square(1, 8, 4, 8, 8).init(&device).unwrap_or_else(|e| panic!("{e}")),

@@ -40,6 +40,8 @@ pub enum RnnPoolError {
     ShapeMismatch { path: PathBuf, key: String, expected: Vec<usize>, found: Vec<usize> },
     #[error("{path}: tensor `{key}` has dtype {dtype}, which is not a float type")]
     UnsupportedDType { path: PathBuf, key: String, dtype: String },
+    #[error("backend `{backend}`: {message}")]
+    Backend { backend: &'static str, message: String },
     #[error("dropout mask has shape {mask:?}, but the classifier's features are {features:?}")]
     DropoutMask { mask: [usize; 2], features: [usize; 2] },
 }

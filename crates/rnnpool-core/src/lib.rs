@@ -9,6 +9,10 @@
 //! On the CPU backends the layer runs as one fused kernel with its own backward pass
 //! ([`fused`]); everywhere else (and on request) it runs as composed burn tensor ops.
 
+#![warn(missing_docs)]
+
+#[macro_use]
+mod named;
 pub mod backend;
 pub mod cell;
 pub mod error;
@@ -25,3 +29,6 @@ pub use fastgrnn::{FastGrnnCell, FastGrnnCellConfig};
 pub use layer::{RnnPoolLayer, RnnPoolLayerConfig};
 pub use rnnpool::{RnnPool, RnnPoolConfig, RnnPoolImpl};
 pub use state_dict::{StateDict, StateTensor};
+
+#[doc(hidden)]
+pub use serde as __serde;

@@ -18,8 +18,8 @@ use burn::optim::momentum::MomentumConfig;
 use burn::prelude::*;
 use burn::tensor::{Distribution, Int, TensorData};
 use models::{FaceArch, MobileNetV2Config};
-use train::detection::multibox::multibox_loss;
-use train::face_task::priors_host;
+use train::s3fd::multibox::multibox_loss;
+use zoo::s3fd::inference::priors_host;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -157,7 +157,7 @@ fn main() -> Result<(), Error> {
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
-    let device = train::backend::device(&backend)?.autodiff();
+    let device = backend.parse::<rnnpool_core::BackendKind>()?.device()?.autodiff();
     // (name, default batch, default input side, run); `all` leaves out Face-Quant's 32x640x640,
     // which is for GPUs.
     let cases: [(&str, usize, usize, Run); 3] =

@@ -15,9 +15,10 @@ use data::fashion_mnist::Mnist;
 use data::imagenet::{ClassList, ImageNet};
 use rayon::prelude::*;
 
-use crate::config::{Config, DataSection};
+use zoo::Net;
+use zoo::config::{Config, DataKind, DataSection};
+
 use crate::error::TrainError;
-use crate::net::Net;
 use crate::task::{Evaluation, StepLoss, Task, loader_pool};
 
 /// One split of a classification data set.
@@ -55,15 +56,16 @@ impl ClassData {
 }
 
 fn photo_list(data: &DataSection, split: &str) -> Result<ClassList, TrainError> {
-    let mut list = match data.kind.as_str() {
-        "imagenet" => ImageNet::new(&data.root).split(split)?,
-        "imagenet10" => ImageNet::imagenet10(&data.root).split(split)?,
-        "vww" => data::vww::split(&data.root, split)?,
+    let mut list = match data.kind {
+        DataKind::ImageNet => ImageNet::new(&data.root).split(split)?,
+        DataKind::ImageNet10 => ImageNet::imagenet10(&data.root).split(split)?,
+        DataKind::Vww => data::vww::split(&data.root, split)?,
         other => {
-            return Err(TrainError::Unsupported {
-                what: format!("data.kind `{other}` for a classifier"),
-                why: "classifiers train on imagenet, imagenet10, vww or fashion_mnist".into(),
-            });
+            return Err(zoo::ZooError::Unsupported {
+                what: format!("data.kind `{other}` for a photo classifier"),
+                why: "photo classifiers train on imagenet, imagenet10 or vww".into(),
+            }
+            .into());
         }
     };
     if let Some(n) = data.limit {
@@ -72,21 +74,9 @@ fn photo_list(data: &DataSection, split: &str) -> Result<ClassList, TrainError> 
     Ok(list)
 }
 
-/// Classes and input channels of `data`.
-pub fn classes_and_channels(data: &DataSection) -> Result<(usize, usize), TrainError> {
-    Ok(match data.kind.as_str() {
-        "fashion_mnist" => (10, 1),
-        "vww" => (2, 3),
-        "imagenet10" => (10, 3),
-        "imagenet" => (ImageNet::new(&data.root).classes()?.len(), 3),
-        // Face data: the detectors fix their own outputs.
-        _ => (2, 3),
-    })
-}
-
 fn split(cfg: &Config, split: &str, train: bool) -> Result<ClassData, TrainError> {
     let d = &cfg.data;
-    if d.kind == "fashion_mnist" {
+    if d.kind == DataKind::FashionMnist {
         let mut ds = FashionMnistDataset::new(Mnist::load(&d.root, split)?, train && d.augment, cfg.train.seed);
         if let Some(n) = d.limit {
             ds.truncate(n);
@@ -94,7 +84,7 @@ fn split(cfg: &Config, split: &str, train: bool) -> Result<ClassData, TrainError
         return Ok(ClassData::Fashion(ds));
     }
     let size = d.image_size.unwrap_or(224);
-    let scale = if d.kind == "vww" { VWW_SCALE } else { IMAGENET_SCALE };
+    let scale = if d.kind == DataKind::Vww { VWW_SCALE } else { IMAGENET_SCALE };
     let pipeline = if train && d.augment { ClassPipeline::Train { size, scale } } else { ClassPipeline::Eval { size } };
     let list = photo_list(d, split)?;
     Ok(ClassData::Images(ImageClassDataset::new(list, pipeline, cfg.train.seed, &d.root)?.with_skip_bad(d.skip_bad)))

@@ -1,20 +1,23 @@
-//! Training and evaluation: TOML run configs, the S3FD detection loss, matcher, NMS and WIDER
-//! FACE AP, the per-iteration LR schedule, atomic checkpoints with bit-identical resume,
-//! per-epoch metrics (CSV, JSON, PNG) and the training loop.
+//! Training and evaluation of the RNNPool models: the training loop with exact resume
+//! ([`trainer`]), the face detection and classification tasks ([`face_task`], [`class_task`]),
+//! S3FD's matcher and multibox loss ([`s3fd`]), the learning-rate schedule, RNNPool-Face-M4's
+//! sparsification, and per-epoch metrics files.
+//!
+//! Configs, the model registry, checkpoints and detection inference are in the `zoo` crate,
+//! which export shares.
 
-pub mod backend;
-pub mod checkpoint;
+#![warn(missing_docs)]
+
 pub mod class_task;
-pub mod config;
-pub mod detection;
 pub mod error;
 pub mod face_task;
 pub mod metrics;
-pub mod net;
+pub mod s3fd;
 pub mod schedule;
 pub mod sparsify;
+pub mod state;
 pub mod task;
 pub mod trainer;
 
-pub use config::Config;
 pub use error::TrainError;
+pub use zoo::Config;

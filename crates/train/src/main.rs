@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use image::Rgb;
+use rnnpool_core::BackendKind;
 use train::Config;
-use train::net::Net;
 use train::trainer::{self, RunOptions};
+use zoo::s3fd::inference::{detect_config, detect_one, eval_pipeline};
 
 #[derive(Parser)]
 #[command(version, about = "Train and evaluate RNNPool models", args_conflicts_with_subcommands = true)]
@@ -43,7 +44,7 @@ struct Overrides {
     data: Option<PathBuf>,
     /// flex | ndarray | wgpu
     #[arg(long)]
-    backend: Option<String>,
+    backend: Option<BackendKind>,
     /// output.dir
     #[arg(long)]
     out: Option<PathBuf>,
@@ -96,8 +97,8 @@ fn load_config(path: &PathBuf, o: &Overrides) -> Result<Config> {
     if let Some(v) = &o.data {
         cfg.data.root = v.clone();
     }
-    if let Some(v) = &o.backend {
-        cfg.train.backend = v.clone();
+    if let Some(v) = o.backend {
+        cfg.train.backend = v;
     }
     if let Some(v) = &o.out {
         cfg.output.dir = v.clone();
@@ -119,10 +120,9 @@ fn run_train(args: TrainArgs) -> Result<()> {
 
 fn run_eval(args: EvalArgs) -> Result<()> {
     let cfg = load_config(&args.config, &args.overrides)?;
-    let device = train::backend::device(&cfg.train.backend)?;
-    let (kind, net) = trainer::build_model(&cfg, &device)?;
-    let (_, net, _) = trainer::load_checkpoint(&args.checkpoint, &cfg, net, None)?;
-    let task = trainer::build_task(&cfg, kind, &device)?;
+    let device = cfg.train.backend.device()?;
+    let net = zoo::registry::load_model(&cfg, &args.checkpoint, &device)?;
+    let task = trainer::build_task(&cfg, &device)?;
     let e = task.evaluate(&net)?;
     let opt = |name: &str, v: Option<f64>| v.map(|v| format!(", {name} {v:.4}")).unwrap_or_default();
     println!(
@@ -141,18 +141,19 @@ fn run_eval(args: EvalArgs) -> Result<()> {
 
 fn run_detect(args: DetectArgs) -> Result<()> {
     let cfg = load_config(&args.config, &Overrides::default())?;
-    let device = train::backend::device(&cfg.train.backend)?;
-    let (kind, net) = trainer::build_model(&cfg, &device)?;
-    let (_, net, _) = trainer::load_checkpoint(&args.checkpoint, &cfg, net, None)?;
-    let Net::Face(model) = net else { bail!("detect needs a face model") };
+    let device = cfg.train.backend.device()?;
+    let zoo::Net::Face(model) = zoo::registry::load_model(&cfg, &args.checkpoint, &device)? else {
+        bail!("detect needs a face model; {} names `{}`", args.config.display(), cfg.model.name)
+    };
     let mut img = data::image_io::load_rgb(&args.image)?;
-    let pipeline = train::face_task::eval_pipeline(kind.is_qvga(), &cfg.eval.input);
+    let qvga = cfg.model.name.is_qvga();
+    let pipeline = eval_pipeline(qvga, cfg.eval.input);
     let item = pipeline.apply(&img, &[], &mut data::augment::AugRng::new(0));
     let x = burn::prelude::Tensor::<4>::from_data(
         burn::tensor::TensorData::new(item.image, [1, item.shape[0], item.shape[1], item.shape[2]]),
         &device,
     );
-    let dets = train::face_task::detect_one(&model, x, train::face_task::detect_config(&cfg, kind.is_qvga()))?;
+    let dets = detect_one(&model, x, detect_config(&cfg.eval, qvga))?;
     let (w, h) = (img.width() as f32, img.height() as f32);
     for d in &dets {
         let b = [d.bbox[0] * w, d.bbox[1] * h, d.bbox[2] * w, d.bbox[3] * h];

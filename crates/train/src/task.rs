@@ -4,7 +4,7 @@
 use burn::prelude::*;
 
 use crate::error::TrainError;
-use crate::net::Net;
+use zoo::Net;
 
 /// A micro-batch's loss and, for detection, its localisation and classification parts.
 pub struct StepLoss {

@@ -5,139 +5,66 @@
 //! resume is bit-identical (data order and augmentation are pure functions of seed, epoch and
 //! index; model and optimizer state are restored exactly).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer, MultiGradientsParams, SgdConfig};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer, MultiGradientsParams, SgdConfig};
 use burn::prelude::*;
-use burn::store::ModuleRecord;
 use data::augment::AugRng;
 use indicatif::{ProgressBar, ProgressStyle};
-use rnnpool_core::state_dict::StateDict;
+use zoo::Net;
+use zoo::config::{Config, Optimizer};
 
-use crate::checkpoint::{Checkpoint, CheckpointError, TrainState};
-use crate::config::Config;
-use crate::error::TrainError;
 use crate::class_task::ClassTask;
+use crate::error::TrainError;
 use crate::face_task::FaceTask;
 use crate::metrics::{self, EpochMetrics};
-use crate::net::{ModelKind, Net};
 use crate::schedule::WarmupCosine;
 use crate::sparsify::{M4_KEEP, sparsify_rnnpool};
+use crate::state::TrainState;
 use crate::task::Task;
 
+/// The latest checkpoint of a run folder.
 pub const LAST: &str = "last.ckpt";
+/// The checkpoint with the lowest validation loss.
 pub const BEST: &str = "best.ckpt";
 
 /// What a finished run reports.
 #[derive(Debug, Clone)]
 pub struct RunSummary {
+    /// Optimizer steps taken in all.
     pub steps: usize,
+    /// Per-epoch metrics.
     pub history: Vec<EpochMetrics>,
+    /// The run folder.
     pub out_dir: PathBuf,
 }
 
-fn optimizer(cfg: &Config) -> ModuleOptimizer {
+/// Options that are not part of the experiment's definition.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Continue from `<out>/last.ckpt`.
+    pub resume: bool,
+    /// Stop after this many optimizer steps in this process (tests of resume).
+    pub stop_after: Option<usize>,
+    /// No progress bar or per-epoch lines.
+    pub quiet: bool,
+}
+
+/// The optimizer `[train]` describes (PyTorch's SGD: no dampening).
+pub fn optimizer(cfg: &Config) -> ModuleOptimizer {
     let t = &cfg.train;
     let decay = (t.weight_decay > 0.0).then(|| WeightDecayConfig::new(t.weight_decay as f32));
-    match t.optimizer.as_str() {
-        "adam" => AdamConfig::new().with_weight_decay(decay).init(),
-        // PyTorch's SGD: no dampening.
-        _ => SgdConfig::new()
+    match t.optimizer {
+        Optimizer::Adam => AdamConfig::new().with_weight_decay(decay).init(),
+        Optimizer::Sgd => SgdConfig::new()
             .with_momentum((t.momentum > 0.0).then(|| MomentumConfig::new().with_momentum(t.momentum).with_dampening(0.0)))
             .with_weight_decay(decay)
             .init(),
     }
-}
-
-/// burn's parameter init draws from the device's global generator: seeding and building hold
-/// this lock so that models built at once in one process (tests, sweeps) each get their seed's
-/// weights.
-static SEEDED_INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Draws every lazily initialised parameter now, in module order. burn's parameters are
-/// initialised on first use; left lazy, the draws would happen outside [`SEEDED_INIT`] and in
-/// whatever order the first forward pass (or the data-parallel `fork`s) touch them, so the
-/// weights of a seed would depend on the device count and on other trainings in the process.
-struct InitNow;
-
-impl burn::module::ModuleVisitor for InitNow {
-    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
-        let _ = param.val();
-    }
-}
-
-/// A model of `cfg` on `device`, initialised from `train.seed`, with the weights of
-/// `model.init` when given.
-pub fn build_model(cfg: &Config, device: &Device) -> Result<(ModelKind, Net), TrainError> {
-    let kind = ModelKind::parse(&cfg.model.name).ok_or_else(|| TrainError::Unsupported {
-        what: format!("model `{}`", cfg.model.name),
-        why: "see configs/README.md for the names".into(),
-    })?;
-    let (classes, channels) = crate::class_task::classes_and_channels(&cfg.data)?;
-    let mut net = {
-        let _guard = SEEDED_INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        device.seed(cfg.train.seed);
-        let net = kind.init(classes, channels, device)?;
-        net.visit(&mut InitNow);
-        net
-    };
-    match &cfg.model.init {
-        // One of our checkpoints (fine-tuning from a previous run): its weights only.
-        Some(init) if init.extension().is_some_and(|e| e == "ckpt") => {
-            net = load_checkpoint(init, cfg, net, None)?.1;
-            tracing::info!(path = %init.display(), "started from a checkpoint's weights");
-        }
-        Some(init) => {
-            net = net.load_state(&StateDict::load(init)?)?;
-            tracing::info!(path = %init.display(), "started from EdgeML weights");
-        }
-        None => {}
-    }
-    Ok((kind, net))
-}
-
-/// Loads `path` into `net` (and `optim`), checking it holds the configured model.
-pub fn load_checkpoint(
-    path: &Path,
-    cfg: &Config,
-    net: Net,
-    optim: Option<ModuleOptimizer>,
-) -> Result<(TrainState, Net, Option<ModuleOptimizer>), TrainError> {
-    let ckpt = Checkpoint::load(path)?;
-    if ckpt.state.model != cfg.model.name {
-        return Err(CheckpointError::WrongModel {
-            path: path.into(),
-            found: ckpt.state.model,
-            expected: cfg.model.name.clone(),
-        }
-        .into());
-    }
-    let record_err = |message: String| TrainError::Record { path: path.into(), message };
-    let record = ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(ckpt.model))
-        .map_err(|e| record_err(format!("model record: {e}")))?;
-    let net = net.try_load_record(record).map_err(|e| record_err(format!("model does not fit: {e}")))?;
-    let optim = match optim {
-        Some(o) => Some(
-            o.from_bytes(burn::tensor::Bytes::from_bytes_vec(ckpt.optimizer))
-                .map_err(|e| record_err(format!("optimizer record: {e}")))?,
-        ),
-        None => None,
-    };
-    Ok((ckpt.state, net, optim))
-}
-
-fn save_checkpoint(path: &Path, state: &TrainState, net: &Net, optim: &ModuleOptimizer) -> Result<(), TrainError> {
-    let record_err = |message: String| TrainError::Record { path: path.into(), message };
-    // `valid()` first: it folds BatchNorm's pending running-statistics update into the value
-    // (a record of the training module would miss the latest update).
-    let model = net.valid().into_record().into_bytes().map_err(|e| record_err(e.to_string()))?;
-    let optimizer = optim.into_bytes().map_err(|e| record_err(e.to_string()))?;
-    Checkpoint { state: state.clone(), model: model.to_vec(), optimizer: optimizer.to_vec() }.save(path)?;
-    Ok(())
 }
 
 /// The sample order of `epoch`: a Fisher-Yates shuffle seeded by (seed, epoch).
@@ -150,155 +77,224 @@ pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
     order
 }
 
-/// Options that are not part of the experiment's definition.
-#[derive(Clone, Debug, Default)]
-pub struct RunOptions {
-    pub resume: bool,
-    /// Stop after this many optimizer steps in this process (tests of resume).
-    pub stop_after: Option<usize>,
-    pub quiet: bool,
-}
-
-/// The task `cfg` describes, for a model of `kind`.
-pub fn build_task(cfg: &Config, kind: ModelKind, device: &Device) -> Result<Box<dyn Task>, TrainError> {
-    Ok(if kind.is_face() {
-        Box::new(FaceTask::new(cfg, kind.is_qvga(), device)?)
+/// The task `cfg` describes: face detection or classification.
+pub fn build_task(cfg: &Config, device: &Device) -> Result<Box<dyn Task>, TrainError> {
+    Ok(if cfg.model.name.is_face() {
+        Box::new(FaceTask::new(cfg, cfg.model.name.is_qvga(), device)?)
     } else {
         Box::new(ClassTask::new(cfg, device)?)
     })
 }
 
+/// Trains `cfg` on `train.devices` devices of `train.backend`.
 pub fn train(cfg: &Config, opts: &RunOptions) -> Result<RunSummary, TrainError> {
-    let devices = crate::backend::devices(&cfg.train.backend, cfg.train.devices)?;
+    let devices = cfg.train.backend.devices(cfg.train.devices)?;
     train_on(cfg, opts, &devices)
 }
 
 /// [`train`] on the given devices (the first holds the model, the optimizer and the
 /// evaluation; with several, each micro-batch is split across all of them).
 pub fn train_on(cfg: &Config, opts: &RunOptions, devices: &[Device]) -> Result<RunSummary, TrainError> {
-    let replicas: Vec<Device> = devices.iter().map(|d| d.clone().autodiff()).collect();
-    let device = replicas.first().cloned().ok_or_else(|| TrainError::Backend {
-        backend: cfg.train.backend.clone(),
-        message: "no device to train on".into(),
-    })?;
-    let (kind, mut net) = build_model(cfg, &device)?;
-    let out = cfg.output.dir.clone();
-    std::fs::create_dir_all(&out).map_err(TrainError::io(&out))?;
-    let task = build_task(cfg, kind, &device)?;
+    let (mut run, mut net) = Run::start(cfg, opts, devices)?;
+    let mut steps_here = 0usize;
+    while run.state.step < run.plan.total && opts.stop_after.is_none_or(|k| steps_here < k) {
+        net = run.step(net)?;
+        steps_here += 1;
+        run.after_step(&net)?;
+    }
+    if opts.stop_after.is_some() && run.state.step < run.plan.total {
+        run.state.save(&run.out.join(LAST), &net, &run.optim)?;
+    }
+    run.bar.finish_and_clear();
+    Ok(RunSummary { steps: run.state.step, history: run.state.history, out_dir: run.out })
+}
 
-    let t = &cfg.train;
-    let per_step = t.batch_size * t.accumulation;
-    let n = task.len();
-    let steps_per_epoch = n.div_ceil(per_step);
-    let total = steps_per_epoch * t.epochs;
-    let schedule = WarmupCosine {
-        base_lr: t.lr,
-        warmup_iters: (t.warmup_epochs * steps_per_epoch as f64).round() as usize,
-        total_iters: total,
-    };
-    let mut optim = optimizer(cfg);
-    let mut state = TrainState { model: cfg.model.name.clone(), step: 0, seed: t.seed, history: Vec::new() };
-    let last = out.join(LAST);
-    if opts.resume && last.exists() {
-        let (s, m, o) = load_checkpoint(&last, cfg, net, Some(optim))?;
-        let record = |message: &str| TrainError::Record { path: last.clone(), message: message.into() };
-        (state, net, optim) = (s, m, o.ok_or_else(|| record("no optimizer state"))?);
-        tracing::info!(step = state.step, path = %last.display(), "resumed");
-    } else if opts.resume {
-        tracing::warn!(path = %last.display(), "--resume: no checkpoint yet, starting from scratch");
+/// How a run's samples map onto optimizer steps.
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    /// Samples per optimizer step (`batch_size * accumulation`).
+    per_step: usize,
+    /// Training samples.
+    samples: usize,
+    steps_per_epoch: usize,
+    total: usize,
+}
+
+impl Plan {
+    fn new(cfg: &Config, samples: usize) -> Self {
+        let per_step = cfg.train.batch_size * cfg.train.accumulation;
+        let steps_per_epoch = samples.div_ceil(per_step);
+        Self { per_step, samples, steps_per_epoch, total: steps_per_epoch * cfg.train.epochs }
+    }
+}
+
+/// A run in progress: everything but the model, which moves through the optimizer each step.
+struct Run<'a> {
+    cfg: &'a Config,
+    opts: &'a RunOptions,
+    /// The autodiff devices; the first holds the model.
+    replicas: Vec<Device>,
+    task: Box<dyn Task>,
+    plan: Plan,
+    schedule: WarmupCosine,
+    optim: ModuleOptimizer,
+    state: TrainState,
+    out: PathBuf,
+    bar: ProgressBar,
+    /// This epoch's sample order, with its epoch.
+    order: Option<(usize, Vec<usize>)>,
+    sums: LossSums,
+    epoch_start: Instant,
+    best_val: f64,
+}
+
+impl<'a> Run<'a> {
+    /// Builds the model, the task and the optimizer, and resumes from `last.ckpt` when asked.
+    fn start(cfg: &'a Config, opts: &'a RunOptions, devices: &[Device]) -> Result<(Self, Net), TrainError> {
+        let replicas: Vec<Device> = devices.iter().map(|d| d.clone().autodiff()).collect();
+        let device = replicas.first().cloned().ok_or_else(|| TrainError::Dataset("no device to train on".into()))?;
+        let mut net = zoo::registry::build_model(cfg, &device)?;
+        let out = cfg.output.dir.clone();
+        std::fs::create_dir_all(&out).map_err(TrainError::io(&out))?;
+        let task = build_task(cfg, &device)?;
+        let plan = Plan::new(cfg, task.len());
+        let t = &cfg.train;
+        let warmup_iters = (t.warmup_epochs * plan.steps_per_epoch as f64).round() as usize;
+        let schedule = WarmupCosine { base_lr: t.lr, warmup_iters, total_iters: plan.total };
+        let mut optim = optimizer(cfg);
+        let mut state = TrainState::new(cfg.model.name, t.seed);
+        let last = out.join(LAST);
+        if opts.resume && last.exists() {
+            (state, net, optim) = TrainState::load(&last, cfg.model.name, net, optim)?;
+            tracing::info!(step = state.step, path = %last.display(), "resumed");
+        } else if opts.resume {
+            tracing::warn!(path = %last.display(), "--resume: no checkpoint yet, starting from scratch");
+        }
+        let best_val = state.history.iter().filter_map(|m| m.val_loss).fold(f64::INFINITY, f64::min);
+        let bar = progress_bar(opts.quiet, plan.total, state.step);
+        let run = Self {
+            cfg,
+            opts,
+            replicas,
+            task,
+            plan,
+            schedule,
+            optim,
+            state,
+            out,
+            bar,
+            order: None,
+            sums: LossSums::default(),
+            epoch_start: Instant::now(),
+            best_val,
+        };
+        Ok((run, net))
     }
 
-    let bar = if opts.quiet { ProgressBar::hidden() } else { ProgressBar::new(total as u64) };
+    /// The samples of the current step; the order and the augmentation epoch change once per
+    /// epoch, not per step.
+    fn step_samples(&mut self) -> Vec<usize> {
+        let epoch = self.state.step / self.plan.steps_per_epoch;
+        let in_epoch = self.state.step % self.plan.steps_per_epoch;
+        if self.order.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            self.task.set_epoch(epoch as u64);
+            self.order = Some((epoch, epoch_order(self.plan.samples, self.cfg.train.seed, epoch)));
+        }
+        self.bar.set_prefix(format!("{}/{}", epoch + 1, self.cfg.train.epochs));
+        let order = self.order.as_ref().map(|(_, o)| o.as_slice()).unwrap_or_default();
+        order[in_epoch * self.plan.per_step..((in_epoch + 1) * self.plan.per_step).min(self.plan.samples)].to_vec()
+    }
+
+    /// One optimizer step: every micro-batch's forward and backward, split over the devices,
+    /// then the update (and M4's sparsification).
+    fn step(&mut self, net: Net) -> Result<Net, TrainError> {
+        let samples = self.step_samples();
+        let lr = self.schedule.lr(self.state.step);
+        // One accumulator per device: gradients stay where they were computed until the
+        // optimizer step sums each parameter's on one device.
+        let mut grads: Vec<GradientsAccumulator<Net>> = self.replicas.iter().map(|_| GradientsAccumulator::new()).collect();
+        for micro in samples.chunks(self.cfg.train.batch_size) {
+            let shards: Vec<&[usize]> = micro.chunks(micro.len().div_ceil(self.replicas.len())).collect();
+            // The shards' losses are weighted as accumulated micro-batches would be.
+            let weight = (self.cfg.train.accumulation * shards.len()) as f64;
+            let results = data_parallel_pass(self.task.as_ref(), &net, &shards, &self.replicas, weight)?;
+            for (i, result) in results.into_iter().enumerate() {
+                self.sums.add(&result.loss, shards[i].len());
+                grads[i].accumulate(&net, result.grads);
+            }
+        }
+        let net = self.update(net, grads, lr);
+        self.state.step += 1;
+        self.bar.set_position(self.state.step as u64);
+        self.bar.set_message(self.sums.message(lr, self.epoch_start.elapsed().as_secs_f64().max(1e-9)));
+        Ok(net)
+    }
+
+    /// The optimizer step on one device, or burn's multi-device step: each parameter's
+    /// gradients are summed and the parameter updated on one device (chosen by parameter id, so
+    /// the optimizer state is spread over the devices), then the model is gathered back on the
+    /// first device.
+    fn update(&mut self, net: Net, mut grads: Vec<GradientsAccumulator<Net>>, lr: f64) -> Net {
+        let net = if self.replicas.len() == 1 {
+            let grads = grads.pop().map(|mut g| g.grads()).unwrap_or_default();
+            self.optim.step(lr, net, grads)
+        } else {
+            let grads = MultiGradientsParams {
+                grads: grads.iter_mut().map(|g| g.grads()).zip(self.replicas.iter().cloned()).collect(),
+            };
+            self.optim.step_multi(lr, net, grads).fork(&self.replicas[0])
+        };
+        match net {
+            Net::Face(mut m) if self.cfg.train.sparsify => {
+                m.rnn_pool.pool = sparsify_rnnpool(m.rnn_pool.pool, M4_KEEP);
+                Net::Face(m)
+            }
+            other => other,
+        }
+    }
+
+    /// At an epoch's end: evaluation when due, the metrics files, `last.ckpt` and, at a new
+    /// lowest validation loss, `best.ckpt`; between epochs a checkpoint every
+    /// `checkpoint_every` steps.
+    fn after_step(&mut self, net: &Net) -> Result<(), TrainError> {
+        if self.state.step % self.plan.steps_per_epoch != 0 {
+            if self.state.step % self.cfg.train.checkpoint_every == 0 {
+                self.state.save(&self.out.join(LAST), net, &self.optim)?;
+            }
+            return Ok(());
+        }
+        let epoch = self.state.step / self.plan.steps_per_epoch;
+        let secs = self.epoch_start.elapsed().as_secs_f64().max(1e-9);
+        let mut row = self.sums.row(epoch, self.state.step, self.schedule.lr(self.state.step - 1), secs);
+        if epoch % self.cfg.train.eval_every == 0 || epoch == self.cfg.train.epochs {
+            let e = self.task.evaluate(&net.valid())?;
+            (row.val_loss, row.val_ap, row.val_top1, row.val_top5) = (Some(e.loss), e.ap, e.top1, e.top5);
+            tracing::info!(epoch, val_loss = e.loss, val_ap = ?e.ap, easy_medium_hard = ?e.ap_settings, val_top1 = ?e.top1, "evaluated");
+        }
+        self.state.history.push(row.clone());
+        metrics::write_all(&self.out, &self.state.history).map_err(TrainError::io(&self.out))?;
+        self.state.save(&self.out.join(LAST), net, &self.optim)?;
+        if let Some(v) = row.val_loss.filter(|&v| v < self.best_val) {
+            self.best_val = v;
+            self.state.save(&self.out.join(BEST), net, &self.optim)?;
+        }
+        if !self.opts.quiet {
+            self.bar.println(row.summary());
+        }
+        self.sums = LossSums::default();
+        self.epoch_start = Instant::now();
+        Ok(())
+    }
+}
+
+fn progress_bar(quiet: bool, total: usize, position: usize) -> ProgressBar {
+    let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(total as u64) };
     bar.set_style(
         ProgressStyle::with_template("{spinner} epoch {prefix} [{bar:30}] {pos}/{len} steps {msg} ETA {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    bar.set_position(state.step as u64);
-    let mut best_val = state.history.iter().filter_map(|m| m.val_loss).fold(f64::INFINITY, f64::min);
-    let mut sums = LossSums::default();
-    let mut epoch_start = Instant::now();
-    let mut steps_here = 0usize;
-    let mut order: Option<(usize, Vec<usize>)> = None;
-    while state.step < total {
-        if opts.stop_after.is_some_and(|k| steps_here >= k) {
-            break;
-        }
-        let epoch = state.step / steps_per_epoch;
-        let in_epoch = state.step % steps_per_epoch;
-        // The order and the augmentation epoch change once per epoch, not per step.
-        if order.as_ref().is_none_or(|(e, _)| *e != epoch) {
-            task.set_epoch(epoch as u64);
-            order = Some((epoch, epoch_order(n, t.seed, epoch)));
-        }
-        let samples = order.as_ref().map(|(_, o)| o.as_slice()).unwrap_or_default();
-        bar.set_prefix(format!("{}/{}", epoch + 1, t.epochs));
-        let lr = schedule.lr(state.step);
-        // One accumulator per device: gradients stay where they were computed until the
-        // optimizer step sums each parameter's on one device.
-        let mut grads: Vec<GradientsAccumulator<Net>> = replicas.iter().map(|_| GradientsAccumulator::new()).collect();
-        for micro in samples[in_epoch * per_step..((in_epoch + 1) * per_step).min(n)].chunks(t.batch_size) {
-            let shards: Vec<&[usize]> = micro.chunks(micro.len().div_ceil(replicas.len())).collect();
-            // The shards' losses are weighted as accumulated micro-batches would be.
-            let weight = (t.accumulation * shards.len()) as f64;
-            for (i, result) in data_parallel_pass(task.as_ref(), &net, &shards, &replicas, weight)?.into_iter().enumerate() {
-                sums.add(&result.loss, shards[i].len());
-                grads[i].accumulate(&net, result.grads);
-            }
-        }
-        net = if replicas.len() == 1 {
-            let grads = grads.pop().map(|mut g| g.grads()).unwrap_or_default();
-            optim.step(lr, net, grads)
-        } else {
-            // burn's multi-device step: each parameter's gradients are summed and the parameter
-            // updated on one device (chosen by parameter id, so the optimizer state is spread over
-            // the devices); the model is then gathered back on the first device.
-            let grads = MultiGradientsParams {
-                grads: grads.iter_mut().map(|g| g.grads()).zip(replicas.iter().cloned()).collect(),
-            };
-            optim.step_multi(lr, net, grads).fork(&device)
-        };
-        if t.sparsify
-            && let Net::Face(mut m) = net
-        {
-            m.rnn_pool.pool = sparsify_rnnpool(m.rnn_pool.pool, M4_KEEP);
-            net = Net::Face(m);
-        }
-        state.step += 1;
-        steps_here += 1;
-        bar.set_position(state.step as u64);
-        let secs = epoch_start.elapsed().as_secs_f64().max(1e-9);
-        bar.set_message(sums.message(lr, secs));
-        if state.step % steps_per_epoch == 0 {
-            let epoch_no = state.step / steps_per_epoch;
-            let mut row = sums.row(epoch_no, state.step, lr, secs);
-            if epoch_no % t.eval_every == 0 || epoch_no == t.epochs {
-                let e = task.evaluate(&net.valid())?;
-                (row.val_loss, row.val_ap, row.val_top1, row.val_top5) = (Some(e.loss), e.ap, e.top1, e.top5);
-                tracing::info!(epoch = epoch_no, val_loss = e.loss, val_ap = ?e.ap, easy_medium_hard = ?e.ap_settings, val_top1 = ?e.top1, "evaluated");
-            }
-            state.history.push(row.clone());
-            metrics::write_all(&out, &state.history).map_err(TrainError::io(&out))?;
-            save_checkpoint(&last, &state, &net, &optim)?;
-            if let Some(v) = row.val_loss
-                && v < best_val
-            {
-                best_val = v;
-                save_checkpoint(&out.join(BEST), &state, &net, &optim)?;
-            }
-            if !opts.quiet {
-                bar.println(row.summary());
-            }
-            sums = LossSums::default();
-            epoch_start = Instant::now();
-        } else if state.step % t.checkpoint_every == 0 {
-            save_checkpoint(&last, &state, &net, &optim)?;
-        }
-    }
-    if opts.stop_after.is_some() && state.step < total {
-        save_checkpoint(&last, &state, &net, &optim)?;
-    }
-    bar.finish_and_clear();
-    Ok(RunSummary { steps: state.step, history: state.history, out_dir: out })
+    bar.set_position(position as u64);
+    bar
 }
 
 /// What one device's shard of a micro-batch gives back.

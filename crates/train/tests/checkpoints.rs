@@ -9,7 +9,7 @@ use std::path::Path;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::Tensor;
 use train::Config;
-use train::net::Net;
+use zoo::Net;
 use common::{config, tmp};
 use train::trainer::{self, LAST, RunOptions};
 
@@ -55,7 +55,7 @@ fn a_resumed_run_ends_bit_identical_to_an_uninterrupted_one() {
         let (wa, wb) = (weights(&a, &whole), weights(&b, &cut));
         assert!(wa == wb, "{backend}: resumed weights differ from the uninterrupted run");
         // The weights did move (so equality is not vacuous).
-        let (_, fresh) = trainer::build_model(&a, &train::backend::device(backend).unwrap()).unwrap();
+        let fresh = zoo::registry::build_model(&a, &a.train.backend.device().unwrap()).unwrap();
         assert!(values(&fresh) != wa);
         std::fs::remove_dir_all(&whole).ok();
         std::fs::remove_dir_all(&cut).ok();
@@ -70,9 +70,9 @@ fn a_resumed_classifier_with_dropout_ends_bit_identical() {
     let run = |name: &str, cuts: &[usize]| {
         let mut cfg = base.clone();
         cfg.output.dir = tmp(name);
-        cfg.model.name = "mobilenetv2".into();
+        cfg.model.name = zoo::config::ModelName::MobileNetV2;
         cfg.data.limit = Some(24);
-        (cfg.train.batch_size, cfg.train.epochs, cfg.train.backend) = (8, 2, "flex".into());
+        (cfg.train.batch_size, cfg.train.epochs, cfg.train.backend) = (8, 2, rnnpool_core::BackendKind::Flex);
         let quiet = RunOptions { quiet: true, ..Default::default() };
         for (i, &k) in cuts.iter().enumerate() {
             let opts = RunOptions { resume: i > 0, stop_after: Some(k), ..quiet.clone() };
@@ -116,17 +116,15 @@ fn checkpoints_of_another_model_or_cut_short_are_clear_errors() {
     let cfg = config(&out, "flex", 1);
     trainer::train(&cfg, &RunOptions { quiet: true, stop_after: Some(1), ..Default::default() }).unwrap();
     let mut other = cfg.clone();
-    other.model.name = "face_qvga".into();
-    let device = train::backend::device("flex").unwrap();
-    let (_, net) = trainer::build_model(&other, &device).unwrap();
-    let e = trainer::load_checkpoint(&out.join(LAST), &other, net, None).err().unwrap().to_string();
+    other.model.name = zoo::config::ModelName::FaceQvga;
+    let device = burn::prelude::Device::flex();
+    let e = zoo::registry::load_model(&other, &out.join(LAST), &device).err().unwrap().to_string();
     assert!(e.contains("face_m4") && e.contains("face_qvga"), "{e}");
     let bytes = std::fs::read(out.join(LAST)).unwrap();
     std::fs::write(out.join("cut.ckpt"), &bytes[..bytes.len() / 2]).unwrap();
-    let (_, net) = trainer::build_model(&cfg, &device).unwrap();
-    let e = trainer::load_checkpoint(&out.join("cut.ckpt"), &cfg, net, None).err().unwrap().to_string();
+    let e = zoo::registry::load_model(&cfg, &out.join("cut.ckpt"), &device).err().unwrap().to_string();
     assert!(e.contains("cut.ckpt") && e.contains("corrupt"), "{e}");
-    let Net::Face(_) = trainer::build_model(&cfg, &device).unwrap().1 else { panic!("not a face model") };
+    let Net::Face(_) = zoo::registry::build_model(&cfg, &device).unwrap() else { panic!("not a face model") };
     std::fs::remove_dir_all(&out).ok();
 }
 
@@ -142,8 +140,8 @@ fn an_edgeml_pytorch_checkpoint_is_a_starting_point() {
     let out = tmp("edgeml");
     let mut cfg = config(&out, "flex", 1);
     cfg.model.init = Some(pth);
-    let device = train::backend::device("flex").unwrap();
-    let (_, net) = trainer::build_model(&cfg, &device).unwrap();
+    let device = burn::prelude::Device::flex();
+    let net = zoo::registry::build_model(&cfg, &device).unwrap();
     let Net::Face(model) = net else { panic!("not a face model") };
     let reference = rnnpool_core::StateDict::load(&twin.path).unwrap();
     let x: Tensor<4> = reference.get_any("input").unwrap().to_tensor(&device, burn::tensor::DType::F32);

@@ -24,7 +24,7 @@ fn two_devices_equal_one_device_with_the_same_global_batch() {
     // SGD: its step is linear in the gradient, so backend rounding stays rounding (Adam
     // divides tiny gradients by their own size and blows it up).
     for cfg in [&mut two, &mut one] {
-        cfg.train.optimizer = "sgd".into();
+        cfg.train.optimizer = zoo::config::Optimizer::Sgd;
         cfg.train.lr = 0.01;
     }
     let quiet = RunOptions { quiet: true, ..Default::default() };
@@ -32,7 +32,7 @@ fn two_devices_equal_one_device_with_the_same_global_batch() {
     let s1 = trainer::train(&one, &quiet).unwrap();
     assert_eq!((s2.steps, s1.steps), (3, 3));
     let (w2, w1) = (weights(&load(&two, &a)), weights(&load(&one, &b)));
-    let start = weights(&trainer::build_model(&one, &Device::ndarray()).unwrap().1);
+    let start = weights(&zoo::registry::build_model(&one, &Device::ndarray()).unwrap());
     compare("two devices vs one", &w2, &w1, &start, 1e-6);
     let _ = [a, b].map(std::fs::remove_dir_all);
 }

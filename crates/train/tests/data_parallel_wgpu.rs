@@ -20,12 +20,12 @@ use burn::tensor::DeviceKind;
 #[allow(deprecated)]
 fn two_wgpu_devices_equal_one_with_the_same_global_batch() {
     // Two GPUs where the machine has them, else two devices on the one adapter.
-    let two_gpus = train::backend::devices("wgpu", 2).ok().and_then(|d| <[Device; 2]>::try_from(d).ok());
+    let two_gpus = rnnpool_core::BackendKind::Wgpu.devices(2).ok().and_then(|d| <[Device; 2]>::try_from(d).ok());
     let [a, b] = two_gpus.unwrap_or_else(|| {
         let a = Device::wgpu(DeviceKind::DefaultDevice);
         // A second device of burn on the same adapter: the one GPU by index, or lavapipe's `Cpu`.
         let second = [DeviceKind::DiscreteGpu(0), DeviceKind::IntegratedGpu(0), DeviceKind::Cpu];
-        let b = second.into_iter().filter_map(train::backend::probe).find(|d| *d != a).expect("a second wgpu device");
+        let b = second.into_iter().filter_map(rnnpool_core::backend::probe).find(|d| *d != a).expect("a second wgpu device");
         [a, b]
     });
     common::two_devices_match_accumulation("small_rnnpool", "two wgpu devices vs one", [a, b], 16, 1e-6);

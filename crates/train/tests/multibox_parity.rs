@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use fixtures::Case;
-use train::detection::matcher::{MatchConfig, match_priors};
-use train::detection::multibox::MultiboxConfig;
+use train::s3fd::matcher::{MatchConfig, match_priors};
+use train::s3fd::multibox::MultiboxConfig;
 
 const TOL: f64 = 1e-4;
 

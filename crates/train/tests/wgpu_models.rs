@@ -16,7 +16,7 @@
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
 use burn::tensor::{DeviceKind, Distribution, Gradients};
-use train::net::{ModelKind, Net};
+use zoo::Net;
 
 /// Per parameter, the summed |gradient|, if it got one.
 struct GradSums<'a> {
@@ -73,7 +73,7 @@ fn every_model_trains_on_wgpu_as_on_ndarray() {
         }
         let start = std::time::Instant::now();
         cpu.seed(0);
-        let net = ModelKind::parse(name).unwrap().init(10, channels, &cpu).unwrap();
+        let net = zoo::registry::init(name.parse().unwrap(), 10, channels, &cpu).unwrap();
         // No dropout: burn's would draw different masks on the two backends.
         let net = match net {
             Net::MobileNetV2(mut m) => {

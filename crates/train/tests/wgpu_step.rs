@@ -14,8 +14,8 @@ use burn::optim::{GradientsParams, SgdConfig};
 use burn::prelude::*;
 use burn::tensor::{DeviceKind, TensorData};
 use models::{FaceArch, FaceDetector};
-use train::detection::multibox::multibox_loss;
-use train::face_task::priors_host;
+use train::s3fd::multibox::multibox_loss;
+use zoo::s3fd::inference::priors_host;
 
 const SIZE: usize = 64;
 const LR: f64 = 0.01;

@@ -10,7 +10,7 @@ use export::graph::OutputKind;
 use export::{Graph, QGraph, codegen, int8_sim, plan};
 use models::{FaceArch, MobileNetV2Config};
 use rnnpool_core::StateDict;
-use train::net::Net;
+use zoo::Net;
 
 /// The weights of the model fixture whose `arch` metadata is `arch` (e.g. `RPool_Face_M4`).
 pub fn model_fixture(arch: &str) -> StateDict {

@@ -1,35 +1,37 @@
-//! SSD box encoding against priors, with S3FD's variances (0.1 for centres, 0.2 for sizes).
+//! S3FD's box arithmetic on the host, on `[f32; 4]`: `(x1, y1, x2, y2)` corner boxes and
+//! `(cx, cy, w, h)` priors, all normalised to the image. The matcher encodes faces against priors
+//! with it and the detector decodes predictions with it, so both sides share one coding.
 
-use burn::prelude::*;
+/// S3FD's variances of the centre and size offsets (EdgeML's configs).
+pub const VARIANCES: [f32; 2] = [0.1, 0.2];
 
-/// `[0.1, 0.2]`, as in EdgeML's configs.
-pub const VARIANCES: [f64; 2] = [0.1, 0.2];
-
-/// `(cx, cy, w, h)` -> `(x1, y1, x2, y2)`, `[n, 4]`.
-pub fn point_form(boxes: Tensor<2>) -> Tensor<2> {
-    let c = boxes.clone().narrow(1, 0, 2);
-    let half = boxes.narrow(1, 2, 2) / 2.0;
-    Tensor::cat(vec![c.clone() - half.clone(), c + half], 1)
+/// Intersection over union of two corner boxes (0 when the union is empty).
+pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = iw * ih;
+    let union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter;
+    if union > 0.0 { inter / union } else { 0.0 }
 }
 
-/// Offsets of `matched` boxes `(x1, y1, x2, y2)` `[n, 4]` relative to `priors`
-/// `(cx, cy, w, h)` `[n, 4]`: `((g_c - p_c) / (0.1 p_wh), log(g_wh / p_wh) / 0.2)`.
-pub fn encode(matched: Tensor<2>, priors: Tensor<2>) -> Tensor<2> {
-    let (p_c, p_wh) = (priors.clone().narrow(1, 0, 2), priors.narrow(1, 2, 2));
-    let (lo, hi) = (matched.clone().narrow(1, 0, 2), matched.narrow(1, 2, 2));
-    let g_c = (lo.clone() + hi.clone()) / 2.0;
-    let g_wh = hi - lo;
-    let centre = (g_c - p_c) / (p_wh.clone() * VARIANCES[0]);
-    let size = (g_wh / p_wh).log() / VARIANCES[1];
-    Tensor::cat(vec![centre, size], 1)
+/// `(cx, cy, w, h)` -> corners.
+pub fn corners(p: &[f32; 4]) -> [f32; 4] {
+    [p[0] - p[2] / 2.0, p[1] - p[3] / 2.0, p[0] + p[2] / 2.0, p[1] + p[3] / 2.0]
 }
 
-/// Inverse of [`encode`]: predicted offsets `[n, 4]` -> boxes `(x1, y1, x2, y2)`.
-pub fn decode(loc: Tensor<2>, priors: Tensor<2>) -> Tensor<2> {
-    let (p_c, p_wh) = (priors.clone().narrow(1, 0, 2), priors.narrow(1, 2, 2));
-    let c = p_c + loc.clone().narrow(1, 0, 2) * VARIANCES[0] * p_wh.clone();
-    let wh = p_wh * (loc.narrow(1, 2, 2) * VARIANCES[1]).exp();
-    point_form(Tensor::cat(vec![c, wh], 1))
+/// SSD encoding of a corner box `g` against a prior `p` with the centre and size `variances`:
+/// `((g_c - p_c) / (v0 p_wh), log(g_wh / p_wh) / v1)`.
+pub fn encode(g: &[f32; 4], p: &[f32; 4], [v0, v1]: [f32; 2]) -> [f32; 4] {
+    let (gcx, gcy) = ((g[0] + g[2]) / 2.0, (g[1] + g[3]) / 2.0);
+    let (gw, gh) = ((g[2] - g[0]).max(1e-6), (g[3] - g[1]).max(1e-6));
+    [(gcx - p[0]) / (v0 * p[2]), (gcy - p[1]) / (v0 * p[3]), (gw / p[2]).ln() / v1, (gh / p[3]).ln() / v1]
+}
+
+/// Inverse of [`encode`]: predicted offsets -> a corner box.
+pub fn decode(l: &[f32; 4], p: &[f32; 4], [v0, v1]: [f32; 2]) -> [f32; 4] {
+    let (cx, cy) = (p[0] + l[0] * v0 * p[2], p[1] + l[1] * v0 * p[3]);
+    let (w, h) = (p[2] * (l[2] * v1).exp(), p[3] * (l[3] * v1).exp());
+    [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0]
 }
 
 #[cfg(test)]
@@ -37,19 +39,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn decode_inverts_encode_and_a_prior_encodes_to_zero() {
-        let device = Device::flex();
-        let priors = Tensor::<2>::from_data([[0.5, 0.5, 0.2, 0.1], [0.25, 0.75, 0.05, 0.05]], &device);
-        let boxes = Tensor::<2>::from_data([[0.3, 0.4, 0.55, 0.62], [0.2, 0.7, 0.31, 0.78]], &device);
-        let back = decode(encode(boxes.clone(), priors.clone()), priors.clone());
-        let diff = (back - boxes).abs().max().into_scalar::<f32>();
-        assert!(diff < 1e-6, "{diff}");
-        let zero = encode(point_form(priors.clone()), priors).abs().max().into_scalar::<f32>();
-        assert!(zero < 1e-5, "{zero}"); // f32 rounding of x2 - x1 inside the log
+    fn iou_and_encoding_round_trip() {
+        assert_eq!(iou(&[0.0, 0.0, 2.0, 2.0], &[1.0, 0.0, 3.0, 2.0]), 1.0 / 3.0);
+        assert_eq!(iou(&[0.0, 0.0, 1.0, 1.0], &[2.0, 2.0, 3.0, 3.0]), 0.0);
+        let p = [0.5, 0.4, 0.1, 0.2];
+        let g = [0.42, 0.33, 0.61, 0.52];
+        let back = decode(&encode(&g, &p, VARIANCES), &p, VARIANCES);
+        assert!(g.iter().zip(back).all(|(a, b)| (a - b).abs() < 1e-5), "{back:?}");
+        assert_eq!(encode(&corners(&p), &p, VARIANCES).map(|v| (v * 1e4).round()), [0.0; 4]);
         // A box twice the prior's width, same centre: size offset log(2) / 0.2.
-        let p = Tensor::<2>::from_data([[0.5, 0.5, 0.2, 0.2]], &device);
-        let g = Tensor::<2>::from_data([[0.3, 0.4, 0.7, 0.6]], &device);
-        let e = encode(g, p).into_data().try_to_vec::<f32>().unwrap();
+        let e = encode(&[0.3, 0.4, 0.7, 0.6], &[0.5, 0.5, 0.2, 0.2], VARIANCES);
         assert!((e[2] - 2f32.ln() / 0.2).abs() < 1e-5 && e[0].abs() < 1e-6, "{e:?}");
     }
 }

@@ -53,11 +53,11 @@ fn train_fashion(
     accumulation: usize,
 ) -> Option<(Config, Vec<(String, Vec<f32>)>)> {
     let mut cfg = fashion_config("fashion_mnist_avgpool")?;
-    cfg.model.name = model.into();
+    cfg.model.name = model.parse().unwrap();
     cfg.output.dir = tmp(name);
     cfg.data.limit = Some(32);
     (cfg.train.batch_size, cfg.train.accumulation, cfg.train.devices) = (batch, accumulation, devices.len());
-    (cfg.train.optimizer, cfg.train.lr, cfg.train.epochs) = ("sgd".into(), 0.05, 1);
+    (cfg.train.optimizer, cfg.train.lr, cfg.train.epochs) = (zoo::config::Optimizer::Sgd, 0.05, 1);
     let quiet = train::trainer::RunOptions { quiet: true, ..Default::default() };
     train::trainer::train_on(&cfg, &quiet, devices).unwrap();
     let w = weights::weights(&weights::load(&cfg, &cfg.output.dir));
@@ -72,6 +72,6 @@ pub fn two_devices_match_accumulation(model: &str, label: &str, devices: [burn::
     let Some((cfg, two)) = train_fashion(model, &format!("{model}-2"), &devices, batch, 1) else { return };
     let (_, one) = train_fashion(model, &format!("{model}-1"), &devices[..1], batch / 2, 2).unwrap();
     #[allow(deprecated)]
-    let start = weights::weights(&train::trainer::build_model(&cfg, &burn::prelude::Device::ndarray()).unwrap().1);
+    let start = weights::weights(&zoo::registry::build_model(&cfg, &burn::prelude::Device::ndarray()).unwrap());
     weights::compare(label, &two, &one, &start, tol);
 }

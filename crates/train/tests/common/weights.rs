@@ -1,7 +1,7 @@
 //! Watched weights of a trained model, and how far two trainings ended apart.
 
 use burn::prelude::*;
-use train::net::Net;
+use zoo::Net;
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
@@ -44,6 +44,5 @@ pub fn compare(label: &str, x: &[(String, Vec<f32>)], y: &[(String, Vec<f32>)], 
 /// The weights of `dir/last.ckpt`, loaded on NdArray.
 #[allow(deprecated)]
 pub fn load(cfg: &train::Config, dir: &std::path::Path) -> Net {
-    let (_, net) = train::trainer::build_model(cfg, &Device::ndarray()).unwrap();
-    train::trainer::load_checkpoint(&dir.join("last.ckpt"), cfg, net, None).unwrap().1
+    zoo::registry::load_model(cfg, &dir.join("last.ckpt"), &Device::ndarray()).unwrap()
 }

@@ -4,17 +4,21 @@
 //! right nor wrong, precision/recall at 1000 score thresholds, and VOC's area under the
 //! interpolated curve.
 
-use super::boxes::iou;
-use super::nms::Detection;
+use models::s3fd::boxes::iou;
+use super::detect::Detection;
 
+/// A detection matches a face at this IoU or more.
 pub const IOU_THRESHOLD: f32 = 0.5;
+/// Score thresholds of the precision-recall curve.
 pub const THRESHOLDS: usize = 1000;
 
 /// One image's ground truth: boxes and whether each counts (false: ignored, e.g. WIDER's
 /// `invalid` faces or faces outside an Easy/Medium/Hard subset).
 #[derive(Clone, Debug, Default)]
 pub struct GroundTruth {
+    /// Corner boxes, in the detections' units.
     pub boxes: Vec<[f32; 4]>,
+    /// Per box: whether it counts.
     pub keep: Vec<bool>,
 }
 

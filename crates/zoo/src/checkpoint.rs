@@ -1,43 +1,70 @@
 //! One file per checkpoint: a magic tag, the training state as JSON, the model and optimizer
 //! as burnpack bytes, and a checksum over all of it, so a truncated or foreign file is a clear
 //! error. Written to a temporary file and renamed, so a kill never leaves half a checkpoint.
+//!
+//! The JSON names the model (`"model": "face_m4"`), which is all that evaluation and export
+//! read of it; the rest is the training loop's business.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use crate::config::ModelName;
 
 const MAGIC: &[u8; 8] = b"RNNPCKPT";
 const VERSION: u32 = 1;
 
+/// A checkpoint that cannot be read or is not the expected one; each names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
+    /// Reading or writing failed.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The checkpoint.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not one of ours.
     #[error("{path}: not an rnnpool-rs checkpoint (no RNNPCKPT tag)")]
-    Foreign { path: PathBuf },
+    Foreign {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Written by another format version.
     #[error("{path}: checkpoint format version {found}, this build reads {VERSION}")]
-    Version { path: PathBuf, found: u32 },
+    Version {
+        /// The file.
+        path: PathBuf,
+        /// Its version.
+        found: u32,
+    },
+    /// Cut short or changed after writing.
     #[error("{path}: truncated or corrupt checkpoint ({what})")]
-    Corrupt { path: PathBuf, what: String },
-    #[error("{path}: checkpoint of model `{found}`, but the config trains `{expected}`")]
-    WrongModel { path: PathBuf, found: String, expected: String },
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Which part failed.
+        what: String,
+    },
+    /// Holds another model than the config's.
+    #[error("{path}: checkpoint of model `{found}`, but the config names `{expected}`")]
+    WrongModel {
+        /// The file.
+        path: PathBuf,
+        /// The model it holds.
+        found: String,
+        /// The config's model.
+        expected: ModelName,
+    },
 }
 
-/// Where training stands; everything else it needs is recomputed from the config and seed.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct TrainState {
-    pub model: String,
-    /// Optimizer steps taken.
-    pub step: usize,
-    pub seed: u64,
-    /// Per-epoch metrics so far (for the CSV/plot after a resume).
-    pub history: Vec<crate::metrics::EpochMetrics>,
-}
-
+/// A checkpoint's three parts.
 pub struct Checkpoint {
-    pub state: TrainState,
+    /// The training state as JSON; its `model` key names the model.
+    pub state: serde_json::Value,
+    /// The model record (burnpack bytes).
     pub model: Vec<u8>,
+    /// The optimizer record (burnpack bytes; empty where none was saved).
     pub optimizer: Vec<u8>,
 }
 
@@ -46,6 +73,24 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 impl Checkpoint {
+    /// The model the checkpoint holds, as its JSON names it.
+    pub fn model_name(&self) -> Option<&str> {
+        self.state.get("model").and_then(|m| m.as_str())
+    }
+
+    /// An error unless the checkpoint (read from `path`) holds model `expected`.
+    pub fn expect_model(&self, path: &Path, expected: ModelName) -> Result<(), CheckpointError> {
+        match self.model_name() {
+            Some(found) if found == expected.name() => Ok(()),
+            found => Err(CheckpointError::WrongModel {
+                path: path.into(),
+                found: found.unwrap_or("(none)").into(),
+                expected,
+            }),
+        }
+    }
+
+    /// Writes the checkpoint to `path` atomically (a temporary file, synced, then renamed).
     pub fn save(&self, path: &Path) -> Result<(), CheckpointError> {
         let io = |source| CheckpointError::Io { path: path.into(), source };
         let json = serde_json::to_vec(&self.state).map_err(|e| io(std::io::Error::other(e)))?;
@@ -68,6 +113,7 @@ impl Checkpoint {
         std::fs::rename(&tmp, path).map_err(io)
     }
 
+    /// Reads and checks the checkpoint at `path`.
     pub fn load(path: &Path) -> Result<Self, CheckpointError> {
         let buf = std::fs::read(path).map_err(|source| CheckpointError::Io { path: path.into(), source })?;
         let corrupt = |what: &str| CheckpointError::Corrupt { path: path.into(), what: what.into() };
@@ -99,8 +145,7 @@ impl Checkpoint {
         }
         let optimizer = parts.pop().unwrap_or_default();
         let model = parts.pop().unwrap_or_default();
-        let state: TrainState =
-            serde_json::from_slice(&parts[0]).map_err(|e| corrupt(&format!("state JSON: {e}")))?;
+        let state = serde_json::from_slice(&parts[0]).map_err(|e| corrupt(&format!("state JSON: {e}")))?;
         Ok(Self { state, model, optimizer })
     }
 }
@@ -111,7 +156,7 @@ mod tests {
 
     fn sample() -> Checkpoint {
         Checkpoint {
-            state: TrainState { model: "face_m4".into(), step: 7, seed: 3, history: vec![] },
+            state: serde_json::json!({ "model": "face_m4", "step": 7 }),
             model: vec![1, 2, 3, 4, 5],
             optimizer: vec![9; 100],
         }
@@ -124,8 +169,11 @@ mod tests {
         sample().save(&p).unwrap();
         let back = Checkpoint::load(&p).unwrap();
         assert_eq!(back.state, sample().state);
+        assert!(back.expect_model(&p, ModelName::FaceM4).is_ok());
         assert_eq!((back.model, back.optimizer), (sample().model, sample().optimizer));
         assert!(!dir.join("a.ckpt.tmp").exists());
+        let e = Checkpoint::load(&p).unwrap().expect_model(&p, ModelName::FaceC).unwrap_err().to_string();
+        assert!(e.contains("a.ckpt") && e.contains("`face_m4`") && e.contains("`face_c`"), "{e}");
 
         let bytes = std::fs::read(&p).unwrap();
         for cut in [bytes.len() - 1, bytes.len() - 20, 30, 14] {

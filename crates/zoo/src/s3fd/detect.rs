@@ -1,11 +1,14 @@
 //! Test-time detection as S3FD's `Detect`: softmax face scores above a threshold, decoded
 //! boxes, greedy NMS over the top candidates, at most `keep` results.
 
-use super::boxes::{VARIANCES, decode, iou};
+use models::s3fd::boxes::{VARIANCES, decode, iou};
 
+/// The detection settings.
 #[derive(Clone, Copy, Debug)]
 pub struct DetectConfig {
+    /// Face probability a prior needs to be a candidate.
     pub conf_thresh: f32,
+    /// NMS drops a box overlapping a kept one by more than this IoU.
     pub nms_iou: f32,
     /// Candidates entering NMS (highest scores first).
     pub top_k: usize,
@@ -19,6 +22,7 @@ impl DetectConfig {
         Self { conf_thresh: 0.05, nms_iou: 0.3, top_k: 5000, keep: 750 }
     }
 
+    /// EdgeML's VGA settings: as [`DetectConfig::qvga`] with score 0.01.
     pub fn vga() -> Self {
         Self { conf_thresh: 0.01, ..Self::qvga() }
     }
@@ -27,7 +31,9 @@ impl DetectConfig {
 /// A box `(x1, y1, x2, y2)` (normalised or pixels, as given) with its score.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Detection {
+    /// `(x1, y1, x2, y2)`.
     pub bbox: [f32; 4],
+    /// Face probability.
     pub score: f32,
 }
 

@@ -3,7 +3,7 @@
 //! forced onto it, priors under IoU 0.35 are background, then the faces' share of extra priors
 //! with IoU in (0.1, 0.35) is switched to face, best first.
 
-use super::boxes::{VARIANCES, corners, encode, iou};
+use models::s3fd::boxes::{VARIANCES, corners, encode, iou};
 
 /// The matcher's settings: candidates above IoU `low`, positives at `mid`, well-matched faces
 /// at `high`; regression targets encoded with `variances`.
