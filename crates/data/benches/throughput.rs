@@ -48,7 +48,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let device = Device::flex();
 
-    for (name, pipeline) in [("wider_vga_train", FacePipeline::VgaTrain), ("wider_qvga_train", FacePipeline::QvgaTrain)] {
+    for (name, pipeline) in [("wider_vga_train", FacePipeline::VgaTrain), ("wider_qvga_train", FacePipeline::QvgaTrain)]
+    {
         let ds = std::sync::Arc::new(FaceDataset::new(all_photos()?, pipeline, 0, &sample_root())?);
         let n = ds.len();
         let start = Instant::now();
@@ -83,8 +84,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     for epoch in 0..epochs {
         ds.set_epoch(epoch);
-        let loader =
-            DataLoaderBuilder::new(ClassBatcher).batch_size(4).num_workers(workers).set_device(device.clone()).build(ds.clone());
+        let loader = DataLoaderBuilder::new(ClassBatcher)
+            .batch_size(4)
+            .num_workers(workers)
+            .set_device(device.clone())
+            .build(ds.clone());
         for batch in loader.iter() {
             batch?;
         }

@@ -39,7 +39,12 @@ pub struct ImageClassDataset {
 
 impl ImageClassDataset {
     /// An error naming `origin` when `list` is empty.
-    pub fn new(list: ClassList, pipeline: ClassPipeline, seed: u64, origin: &std::path::Path) -> Result<Self, DataError> {
+    pub fn new(
+        list: ClassList,
+        pipeline: ClassPipeline,
+        seed: u64,
+        origin: &std::path::Path,
+    ) -> Result<Self, DataError> {
         if list.items.is_empty() {
             return Err(DataError::Empty { path: origin.into() });
         }

@@ -9,13 +9,13 @@ use burn::tensor::TensorData;
 
 use crate::DataError;
 use crate::augment::AugRng;
-use crate::epoch_draw::EpochDraw;
 use crate::augment::face::{QVGA_TRAIN_SIDE, normalize_gray, normalize_rgb, normalized_boxes, qvga_train};
 use crate::augment::geometry;
 use crate::augment::vga::{VGA_TRAIN_SIDE, vga_train};
+use crate::epoch_draw::EpochDraw;
 use crate::image_io::load_rgb;
-use image::imageops::FilterType;
 use crate::wider::{FaceAnnotation, FaceList};
+use image::imageops::FilterType;
 
 /// One augmented training sample.
 #[derive(Clone, Debug)]
@@ -191,19 +191,16 @@ mod tests {
     /// loader yields batches in completion order, so only the set of batches is compared.
     fn batches(workers: usize) -> Vec<(u64, String)> {
         let device = Device::flex();
-        let loader = DataLoaderBuilder::new(FaceBatcher)
-            .batch_size(2)
-            .num_workers(workers)
-            .set_device(device)
-            .build(dataset());
+        let loader =
+            DataLoaderBuilder::new(FaceBatcher).batch_size(2).num_workers(workers).set_device(device).build(dataset());
         let mut out: Vec<(u64, String)> = loader
             .iter()
             .map(|b| b.unwrap())
             .map(|b| {
                 let pixels = b.images.into_data().try_to_vec::<f32>().unwrap();
-                let hash = pixels.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, v| {
-                    (h ^ u64::from(v.to_bits())).wrapping_mul(0x0100_0000_01b3)
-                });
+                let hash = pixels
+                    .iter()
+                    .fold(0xcbf2_9ce4_8422_2325u64, |h, v| (h ^ u64::from(v.to_bits())).wrapping_mul(0x0100_0000_01b3));
                 (hash, format!("{:?}", b.boxes))
             })
             .collect();

@@ -37,7 +37,8 @@ impl Mnist {
     pub fn load(dir: &Path, split: &str) -> Result<Self, DataError> {
         let images = read_maybe_gz(&find(dir, &format!("{split}-images-idx3-ubyte"))?)?;
         let labels = read_maybe_gz(&find(dir, &format!("{split}-labels-idx1-ubyte"))?)?;
-        let (ipath, lpath) = (dir.join(format!("{split}-images-idx3-ubyte")), dir.join(format!("{split}-labels-idx1-ubyte")));
+        let (ipath, lpath) =
+            (dir.join(format!("{split}-images-idx3-ubyte")), dir.join(format!("{split}-labels-idx1-ubyte")));
         let (idims, ipix) = parse_idx(&ipath, &images, 3)?;
         let (ldims, lvals) = parse_idx(&lpath, &labels, 1)?;
         if idims[0] != ldims[0] {

@@ -9,8 +9,8 @@ use crate::DataError;
 /// Decodes `path` (JPEG or PNG) to 8-bit RGB.
 pub fn load_rgb(path: &Path) -> Result<RgbImage, DataError> {
     let bytes = std::fs::read(path).map_err(DataError::io(path))?;
-    let img = image::load_from_memory(&bytes)
-        .map_err(|e| DataError::Image { path: path.into(), message: e.to_string() })?;
+    let img =
+        image::load_from_memory(&bytes).map_err(|e| DataError::Image { path: path.into(), message: e.to_string() })?;
     Ok(img.to_rgb8())
 }
 

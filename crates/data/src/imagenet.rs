@@ -75,7 +75,10 @@ impl ImageNet {
             None => Ok(found),
             Some(want) => {
                 if let Some(missing) = want.iter().find(|w| !found.contains(w)) {
-                    return Err(DataError::Format { path: train, message: format!("class folder {missing} is missing") });
+                    return Err(DataError::Format {
+                        path: train,
+                        message: format!("class folder {missing} is missing"),
+                    });
                 }
                 Ok(want.clone())
             }

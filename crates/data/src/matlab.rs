@@ -85,7 +85,8 @@ impl<'a> Reader<'a> {
             return Ok((ty, data));
         }
         let n = self.u32()? as usize;
-        let data = self.bytes.get(self.at..self.at.saturating_add(n)).ok_or_else(|| self.err("element past the end"))?;
+        let data =
+            self.bytes.get(self.at..self.at.saturating_add(n)).ok_or_else(|| self.err("element past the end"))?;
         self.at += n;
         if first != MI_COMPRESSED {
             self.at = self.at.div_ceil(8) * 8;
@@ -113,7 +114,9 @@ fn numbers(ty: u32, b: &[u8], path: &Path) -> Result<Vec<f64>, DataError> {
         MI_DOUBLE => conv!(f64),
         MI_INT64 => conv!(i64),
         MI_UINT64 => conv!(u64),
-        other => return Err(DataError::Format { path: path.into(), message: format!("unsupported data type {other}") }),
+        other => {
+            return Err(DataError::Format { path: path.into(), message: format!("unsupported data type {other}") });
+        }
     })
 }
 
@@ -183,9 +186,10 @@ pub fn load(path: &Path) -> Result<HashMap<String, MatValue>, DataError> {
             MI_MATRIX => matrix(data, path)?,
             MI_COMPRESSED => {
                 let mut inflated = Vec::new();
-                flate2::read::ZlibDecoder::new(data)
-                    .read_to_end(&mut inflated)
-                    .map_err(|e| DataError::Format { path: path.into(), message: format!("compressed element: {e}") })?;
+                flate2::read::ZlibDecoder::new(data).read_to_end(&mut inflated).map_err(|e| DataError::Format {
+                    path: path.into(),
+                    message: format!("compressed element: {e}"),
+                })?;
                 let mut inner = Reader { bytes: &inflated, at: 0, path };
                 let (ty, body) = inner.element()?;
                 if ty != MI_MATRIX {

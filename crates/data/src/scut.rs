@@ -50,10 +50,11 @@ pub fn parse_voc(path: &Path, xml: &str) -> Result<(FaceAnnotation, usize), Data
     let mut skipped = 0;
     for object in root.children().filter(|n| n.has_tag_name("object")) {
         let line = doc.text_pos_at(object.range().start).row as usize;
-        let bndbox = object
-            .children()
-            .find(|n| n.has_tag_name("bndbox"))
-            .ok_or_else(|| DataError::Parse { path: path.into(), line, message: "<object> without <bndbox>".into() })?;
+        let bndbox = object.children().find(|n| n.has_tag_name("bndbox")).ok_or_else(|| DataError::Parse {
+            path: path.into(),
+            line,
+            message: "<object> without <bndbox>".into(),
+        })?;
         let coord = |tag: &str| -> Result<f32, DataError> {
             let text = bndbox.children().find(|n| n.has_tag_name(tag)).and_then(|n| n.text()).unwrap_or("");
             text.trim().parse::<f32>().ok().filter(|v| v.is_finite()).ok_or_else(|| DataError::Parse {
@@ -107,7 +108,8 @@ mod tests {
         let bad = XML.replace("<xmax>30</xmax>", "<xmax>3o</xmax>");
         let e = parse_voc(Path::new("b.xml"), &bad).unwrap_err().to_string();
         assert!(e.contains("b.xml:3") && e.contains("3o"), "{e}");
-        let e = parse_voc(Path::new("c.xml"), "<annotation>\n<filename>x</filename>\n<object>").unwrap_err().to_string();
+        let e =
+            parse_voc(Path::new("c.xml"), "<annotation>\n<filename>x</filename>\n<object>").unwrap_err().to_string();
         assert!(e.starts_with("c.xml:"), "{e}");
         let e = parse_voc(Path::new("d.xml"), "<annotation/>").unwrap_err().to_string();
         assert!(e.contains("d.xml") && e.contains("filename"), "{e}");

@@ -49,11 +49,16 @@ struct CocoCategory {
 /// Reads `instances` and labels each of its images; image paths are `images_dir/file_name`.
 pub fn load(instances: &Path, images_dir: &Path) -> Result<ClassList, DataError> {
     let text = std::fs::read_to_string(instances).map_err(DataError::io(instances))?;
-    let parsed: Instances = serde_json::from_str(&text)
-        .map_err(|e| DataError::Parse { path: instances.into(), line: e.line(), message: e.to_string() })?;
-    let person = parsed.categories.iter().find(|c| c.name == "person").map(|c| c.id).ok_or_else(|| {
-        DataError::Format { path: instances.into(), message: "no category named `person`".into() }
+    let parsed: Instances = serde_json::from_str(&text).map_err(|e| DataError::Parse {
+        path: instances.into(),
+        line: e.line(),
+        message: e.to_string(),
     })?;
+    let person =
+        parsed.categories.iter().find(|c| c.name == "person").map(|c| c.id).ok_or_else(|| DataError::Format {
+            path: instances.into(),
+            message: "no category named `person`".into(),
+        })?;
     let mut covered: HashMap<u64, f64> = HashMap::new();
     for a in parsed.annotations.iter().filter(|a| a.category_id == person) {
         let area = a.area.or(a.bbox.map(|b| b[2] * b[3])).unwrap_or(0.0);

@@ -80,9 +80,8 @@ pub fn parse_bbx_gt_text(path: &Path, text: &str) -> Result<FaceList, DataError>
             return Err(parse_err(path, n, format!("expected an image path, found `{image}`")));
         }
         let (cn, count) = lines.next().ok_or_else(|| parse_err(path, n + 1, "missing the face count"))?;
-        let count: usize = count
-            .parse()
-            .map_err(|_| parse_err(path, cn, format!("expected a face count, found `{count}`")))?;
+        let count: usize =
+            count.parse().map_err(|_| parse_err(path, cn, format!("expected a face count, found `{count}`")))?;
         let mut boxes = Vec::with_capacity(count.min(MAX_PREALLOC));
         // A 0-face image still has one (all-zero) box line.
         for _ in 0..count.max(1) {
@@ -91,7 +90,11 @@ pub fn parse_bbx_gt_text(path: &Path, text: &str) -> Result<FaceList, DataError>
                 .ok_or_else(|| parse_err(path, cn + 1, format!("{image}: fewer than {count} box lines")))?;
             let v = numbers(line).ok_or_else(|| parse_err(path, bn, format!("expected numbers, found `{line}`")))?;
             if v.len() != 10 {
-                return Err(parse_err(path, bn, format!("expected 10 values (x y w h + 6 attributes), found {}", v.len())));
+                return Err(parse_err(
+                    path,
+                    bn,
+                    format!("expected 10 values (x y w h + 6 attributes), found {}", v.len()),
+                ));
             }
             if count == 0 {
                 continue;

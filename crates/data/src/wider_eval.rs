@@ -20,7 +20,11 @@ pub struct EvalImage {
     pub keep: Vec<bool>,
 }
 
-fn field<'a>(vars: &'a std::collections::HashMap<String, MatValue>, name: &str, path: &Path) -> Result<&'a [MatValue], DataError> {
+fn field<'a>(
+    vars: &'a std::collections::HashMap<String, MatValue>,
+    name: &str,
+    path: &Path,
+) -> Result<&'a [MatValue], DataError> {
     vars.get(name)
         .and_then(MatValue::as_cell)
         .ok_or_else(|| DataError::Format { path: path.into(), message: format!("no cell array `{name}`") })
@@ -48,11 +52,15 @@ pub fn load(dir: &Path, setting: &str) -> Result<Vec<EvalImage>, DataError> {
             return Err(bad(&all_path, format!("event {event}: lists are not cell arrays")));
         };
         if f.len() != b.len() || f.len() != k.len() {
-            return Err(bad(&set_path, format!("event {event}: {} files, {} box lists, {} gt lists", f.len(), b.len(), k.len())));
+            return Err(bad(
+                &set_path,
+                format!("event {event}: {} files, {} box lists, {} gt lists", f.len(), b.len(), k.len()),
+            ));
         }
         for i in 0..f.len() {
             let file = f[i].as_str().ok_or_else(|| bad(&all_path, format!("event {event}: file {i} is not text")))?;
-            let (dims, v) = b[i].as_numeric().ok_or_else(|| bad(&all_path, format!("{event}/{file}: boxes are not numeric")))?;
+            let (dims, v) =
+                b[i].as_numeric().ok_or_else(|| bad(&all_path, format!("{event}/{file}: boxes are not numeric")))?;
             let rows = if v.is_empty() { 0 } else { dims[0] };
             if v.len() != rows * 4 {
                 return Err(bad(&all_path, format!("{event}/{file}: boxes have dims {dims:?}, expected n x 4")));

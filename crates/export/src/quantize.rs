@@ -528,7 +528,14 @@ fn simple_layer(g: &Graph, params: &mut [QParams], i: usize) -> Result<(QOp, u64
         Op::AvgPool { kernel, stride } => {
             let n = (kernel[0] * kernel[1]) as f64;
             let (mult, shift) = quantize_multiplier(qin.scale as f64 / (n * qout.scale as f64));
-            let op = QOp::AvgPool { kernel: *kernel, stride: *stride, in_offset: -qin.zero, mult, shift, out_offset: qout.zero };
+            let op = QOp::AvgPool {
+                kernel: *kernel,
+                stride: *stride,
+                in_offset: -qin.zero,
+                mult,
+                shift,
+                out_offset: qout.zero,
+            };
             (op, 0)
         }
         Op::InvertedResidual { .. } => {

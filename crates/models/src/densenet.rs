@@ -7,9 +7,9 @@
 //! - transition2 then maps 192 -> 256 channels (Fig. 2's 14x14x256), not the usual halving;
 //! - the RNNPool's weights are named `rnn_model.*` as in EdgeML's other models.
 
+use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
-use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::prelude::*;
 use rnnpool_core::{RnnPoolError, RnnPoolLayer, RnnPoolLayerConfig, StateDict};
 

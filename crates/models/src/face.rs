@@ -21,9 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::blocks::{ConvBnRelu6, InvertedResidual};
 use crate::load;
-use crate::summary::{Report, Tracer, batch_norm_params};
 use crate::s3fd::priors::{QVGA_ANCHORS, QVGA_STEPS, VGA_ANCHORS, VGA_STEPS};
 use crate::s3fd::{L2Norm, priors};
+use crate::summary::{Report, Tracer, batch_norm_params};
 
 /// Which detector.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,8 +1,8 @@
 //! Loading PyTorch-named weights into burn layers.
 
 use burn::module::{Param, RunningState};
-use burn::nn::{BatchNorm, Linear};
 use burn::nn::conv::Conv2d;
+use burn::nn::{BatchNorm, Linear};
 use rnnpool_core::{RnnPoolError, StateDict};
 
 /// `{prefix}weight` (and `{prefix}bias` when the conv has one) into `conv`.

@@ -39,12 +39,13 @@ impl SmallMobileNetConfig {
     pub fn init(&self, device: &Device) -> Result<SmallMobileNet, RnnPoolError> {
         let (rnn_pool, avg_pool, pooled) = match self.pooling {
             StemPooling::RnnPool { hidden } => {
-                let layer =
-                    RnnPoolLayerConfig::square(self.stem_channels, self.patch, self.stride, hidden, hidden).init(device)?;
+                let layer = RnnPoolLayerConfig::square(self.stem_channels, self.patch, self.stride, hidden, hidden)
+                    .init(device)?;
                 (Some(layer), None, 4 * hidden)
             }
             StemPooling::Average => {
-                let pool = AvgPool2dConfig::new([self.patch, self.patch]).with_strides([self.stride, self.stride]).init();
+                let pool =
+                    AvgPool2dConfig::new([self.patch, self.patch]).with_strides([self.stride, self.stride]).init();
                 (None, Some(pool), self.stem_channels)
             }
         };

@@ -10,9 +10,9 @@
 //! computed, not run.
 
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::tensor::Tensor;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
+use burn::tensor::Tensor;
 use rnnpool_core::{RnnPool, RnnPoolError, RnnPoolLayer};
 
 use crate::blocks::{ConvBnRelu6, InvertedResidual};
@@ -59,10 +59,8 @@ impl Report {
 
     /// The table, with memory in bytes for `bytes_per_element` (4 for f32, 1 for int8).
     pub fn table(&self, bytes_per_element: usize) -> String {
-        let mut s = format!(
-            "{:<34} {:>16} {:>10} {:>14} {:>12}\n",
-            "layer", "output (CxHxW)", "params", "MACs", "memory (B)"
-        );
+        let mut s =
+            format!("{:<34} {:>16} {:>10} {:>14} {:>12}\n", "layer", "output (CxHxW)", "params", "MACs", "memory (B)");
         for l in &self.layers {
             let [c, h, w] = l.output;
             s += &format!(

@@ -30,8 +30,8 @@ fn implemented_models_match_edgeml() {
             assert!(err <= 1e-3, "{}: logits differ by {err:e}", path.display());
             continue;
         }
-        let kind = FaceArch::from_edgeml_name(&arch)
-            .unwrap_or_else(|| panic!("{}: unknown arch `{arch}`", path.display()));
+        let kind =
+            FaceArch::from_edgeml_name(&arch).unwrap_or_else(|| panic!("{}: unknown arch `{arch}`", path.display()));
         let model = kind.init(&device).unwrap().load_edgeml(&state).unwrap();
         let input = state.get_any("input").unwrap();
         let x: Tensor<4> = input.to_tensor(&device, DType::F32);
@@ -56,7 +56,8 @@ fn pytorch_checkpoints_give_the_fixture_outputs() {
         let pth = StateDict::load(&pth_path).unwrap();
         let reference = StateDict::load(&twin.path).unwrap();
         let arch = twin.require("arch").unwrap_or_else(|e| panic!("{e}"));
-        let arch = FaceArch::from_edgeml_name(arch).unwrap_or_else(|| panic!("{}: not a face model", pth_path.display()));
+        let arch =
+            FaceArch::from_edgeml_name(arch).unwrap_or_else(|| panic!("{}: not a face model", pth_path.display()));
         let model = arch.init(&device).unwrap().load_edgeml(&pth).unwrap();
         let x: Tensor<4> = reference.get_any("input").unwrap().to_tensor(&device, DType::F32);
         let out = model.forward(x).unwrap();
@@ -116,7 +117,9 @@ fn every_classifier_trains_on_ndarray_autodiff() {
         let g = model.stem.conv.weight.grad(&grads).unwrap_or_else(|| panic!("{name}: no stem gradient"));
         assert!(g.abs().sum().into_scalar::<f32>() > 0.0, "{name}");
     }
-    for (name, config) in [("densenet121", DenseNetConfig::new()), ("densenet121-rnnpool", DenseNetConfig::rnnpool_121(10))] {
+    for (name, config) in
+        [("densenet121", DenseNetConfig::new()), ("densenet121-rnnpool", DenseNetConfig::rnnpool_121(10))]
+    {
         let model = config.init(&device).unwrap();
         let x = Tensor::<4>::random([1, 3, 64, 64], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
         let grads = model.forward(x).unwrap().powi_scalar(2).mean().backward();

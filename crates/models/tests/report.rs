@@ -50,12 +50,8 @@ fn every_layer_is_listed_with_a_shape_that_runs() {
     assert_eq!(rnn.output, [64, 30, 40]);
     // The report's head shapes are the ones the model really produces.
     let out = m4.forward(Tensor::zeros([1, 1, 240, 320], &device)).unwrap();
-    let cells: usize = report
-        .layers
-        .iter()
-        .filter(|l| l.name.starts_with("loc."))
-        .map(|l| l.output[1] * l.output[2])
-        .sum();
+    let cells: usize =
+        report.layers.iter().filter(|l| l.name.starts_with("loc.")).map(|l| l.output[1] * l.output[2]).sum();
     assert_eq!(out.priors.dims()[0], cells);
     let dn = DenseNetConfig::rnnpool_121(10).init(&device).unwrap();
     assert_eq!(dn.report([3, 224, 224]).unwrap().params(), dn.num_params());

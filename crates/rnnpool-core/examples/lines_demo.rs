@@ -100,12 +100,7 @@ fn accuracy(model: &impl Classify, x: Tensor<4>, y: Tensor<1, Int>) -> f32 {
     pred.equal(y).int().sum().into_scalar::<i64>() as f32 / n
 }
 
-fn train<M: Classify + Module>(
-    name: &str,
-    mut model: M,
-    steps: usize,
-    device: &Device,
-) -> f32 {
+fn train<M: Classify + Module>(name: &str, mut model: M, steps: usize, device: &Device) -> f32 {
     let mut optim = AdamConfig::new().init();
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let mut rng = Rng(42);

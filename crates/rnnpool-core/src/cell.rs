@@ -21,9 +21,7 @@ impl RnnCellKind {
         match self {
             Self::FastGrnn => RnnCell::FastGrnn(FastGrnnCellConfig::new(input, hidden).init(device)),
             Self::Gru => RnnCell::Gru(GruConfig::new(input, hidden, true).init(device)),
-            Self::Lstm => RnnCell::Lstm(
-                LstmConfig::new(input, hidden, true).with_batch_first(false).init(device),
-            ),
+            Self::Lstm => RnnCell::Lstm(LstmConfig::new(input, hidden, true).with_batch_first(false).init(device)),
         }
     }
 }

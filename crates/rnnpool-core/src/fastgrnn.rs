@@ -109,14 +109,8 @@ impl FastGrnnCell {
         let device = self.w.device();
         let dtype = self.w.val().dtype();
         let shapes = [[i, h], [h, h], [1, h], [1, h], [1, 1], [1, 1]];
-        let params = [
-            &mut self.w,
-            &mut self.u,
-            &mut self.bias_gate,
-            &mut self.bias_update,
-            &mut self.zeta,
-            &mut self.nu,
-        ];
+        let params =
+            [&mut self.w, &mut self.u, &mut self.bias_gate, &mut self.bias_update, &mut self.zeta, &mut self.nu];
         for ((param, name), shape) in params.into_iter().zip(EDGEML_NAMES).zip(shapes) {
             let key = format!("{prefix}{name}");
             let value = state.tensor::<2>(&key, shape, &device, dtype)?;

@@ -109,12 +109,7 @@ impl RnnPool {
 
     /// Every `patch` of `x` `[batch, in_channels, height, width]` taken at `stride` without
     /// padding -> `[batch, 4 * hidden2, out_h, out_w]`.
-    pub fn pool_map(
-        &self,
-        x: Tensor<4>,
-        patch: [usize; 2],
-        stride: [usize; 2],
-    ) -> Result<Tensor<4>, RnnPoolError> {
+    pub fn pool_map(&self, x: Tensor<4>, patch: [usize; 2], stride: [usize; 2]) -> Result<Tensor<4>, RnnPoolError> {
         check_map(x.dims(), self.in_channels(), patch, stride)?;
         match self.implementation {
             RnnPoolImpl::Composed => Ok(self.composed(x, patch, stride)),
@@ -201,11 +196,7 @@ impl RnnPool {
             let key = format!("{prefix}{name}");
             match state.get_any(&key)?.shape[..] {
                 [input, hidden] => Ok([input, hidden]),
-                ref found => Err(RnnPoolError::NotAMatrix {
-                    path: state.path().into(),
-                    key,
-                    found: found.to_vec(),
-                }),
+                ref found => Err(RnnPoolError::NotAMatrix { path: state.path().into(), key, found: found.to_vec() }),
             }
         };
         let [k, h1] = dims("cell_rnn.cell.W")?;
@@ -214,12 +205,7 @@ impl RnnPool {
     }
 }
 
-fn check_map(
-    dims: [usize; 4],
-    in_channels: usize,
-    patch: [usize; 2],
-    stride: [usize; 2],
-) -> Result<(), RnnPoolError> {
+fn check_map(dims: [usize; 4], in_channels: usize, patch: [usize; 2], stride: [usize; 2]) -> Result<(), RnnPoolError> {
     let [_, k, h, w] = dims;
     if patch.contains(&0) {
         return Err(RnnPoolError::ZeroPatch { patch });
@@ -234,12 +220,7 @@ fn check_map(
         return Err(RnnPoolError::ChannelMismatch { expected: in_channels, found: k });
     }
     if patch[0] > h || patch[1] > w {
-        return Err(RnnPoolError::PatchLargerThanMap {
-            patch_h: patch[0],
-            patch_w: patch[1],
-            height: h,
-            width: w,
-        });
+        return Err(RnnPoolError::PatchLargerThanMap { patch_h: patch[0], patch_w: patch[1], height: h, width: w });
     }
     Ok(())
 }
@@ -275,13 +256,7 @@ fn cell_tensors(cell: &FastGrnnCell) -> CellTensors<Dispatch> {
     }
 }
 
-fn fused(
-    x: Tensor<4>,
-    rnn1: &FastGrnnCell,
-    rnn2: &FastGrnnCell,
-    patch: [usize; 2],
-    stride: [usize; 2],
-) -> Tensor<4> {
+fn fused(x: Tensor<4>, rnn1: &FastGrnnCell, rnn2: &FastGrnnCell, patch: [usize; 2], stride: [usize; 2]) -> Tensor<4> {
     let out = <Dispatch as RnnPoolBackend>::rnnpool_fastgrnn(
         x.into_dispatch(),
         cell_tensors(rnn1),
@@ -302,8 +277,7 @@ mod tests {
         let device = Device::flex().autodiff();
         for cell in [RnnCellKind::FastGrnn, RnnCellKind::Gru, RnnCellKind::Lstm] {
             let pool = RnnPoolConfig::new(3, 4, 5).with_cell(cell).init(&device).unwrap();
-            let x = Tensor::<4>::random([6, 3, 4, 4], Distribution::Normal(0.0, 1.0), &device)
-                .require_grad();
+            let x = Tensor::<4>::random([6, 3, 4, 4], Distribution::Normal(0.0, 1.0), &device).require_grad();
             let y = pool.forward(x.clone());
             assert_eq!(y.dims(), [6, 20], "{cell:?}");
             let grads = y.powi_scalar(2).sum().backward();
@@ -317,7 +291,11 @@ mod tests {
         let device = Device::flex();
         let x = Tensor::<4>::ones([2, 3, 4, 4], &device);
         let gru = RnnPoolConfig::new(3, 4, 4).with_cell(RnnCellKind::Gru);
-        let err = gru.clone().with_implementation(RnnPoolImpl::Fused).init(&device).unwrap()
+        let err = gru
+            .clone()
+            .with_implementation(RnnPoolImpl::Fused)
+            .init(&device)
+            .unwrap()
             .try_forward(x.clone())
             .unwrap_err();
         assert!(err.to_string().contains("GRU"), "{err}");

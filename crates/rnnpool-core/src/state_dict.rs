@@ -60,14 +60,12 @@ impl StateDict {
 
     pub fn load_pytorch(path: &Path) -> Result<Self, RnnPoolError> {
         let read_err = |message: String| RnnPoolError::Read { path: path.into(), message };
-        let reader = pytorch_reader::PytorchReader::new(path)
-            .map_err(|e| read_err(format!("not a PyTorch checkpoint: {e}")))?;
+        let reader =
+            pytorch_reader::PytorchReader::new(path).map_err(|e| read_err(format!("not a PyTorch checkpoint: {e}")))?;
         let mut tensors = HashMap::new();
         for (name, t) in reader.into_tensors() {
             let (dtype, conv): (DType, Decode) = match t.dtype() {
-                pytorch_reader::DType::F32 => {
-                    (DType::F32, |d| le_values::<4>(d, |b| f32::from_le_bytes(b) as f64))
-                }
+                pytorch_reader::DType::F32 => (DType::F32, |d| le_values::<4>(d, |b| f32::from_le_bytes(b) as f64)),
                 pytorch_reader::DType::F64 => (DType::F64, |d| le_values::<8>(d, f64::from_le_bytes)),
                 _ => continue,
             };
@@ -97,10 +95,10 @@ impl StateDict {
 
     /// The tensor named `key`, checked against `expected` shape.
     pub fn get(&self, key: &str, expected: &[usize]) -> Result<&StateTensor, RnnPoolError> {
-        let t = self.tensors.get(key).ok_or_else(|| RnnPoolError::MissingKey {
-            path: self.path.clone(),
-            key: key.into(),
-        })?;
+        let t = self
+            .tensors
+            .get(key)
+            .ok_or_else(|| RnnPoolError::MissingKey { path: self.path.clone(), key: key.into() })?;
         if t.shape != expected {
             return Err(RnnPoolError::ShapeMismatch {
                 path: self.path.clone(),
@@ -114,10 +112,7 @@ impl StateDict {
 
     /// The tensor named `key` of any shape.
     pub fn get_any(&self, key: &str) -> Result<&StateTensor, RnnPoolError> {
-        self.tensors.get(key).ok_or_else(|| RnnPoolError::MissingKey {
-            path: self.path.clone(),
-            key: key.into(),
-        })
+        self.tensors.get(key).ok_or_else(|| RnnPoolError::MissingKey { path: self.path.clone(), key: key.into() })
     }
 
     /// The tensor named `key` as a burn tensor of rank `D` in `dtype` on `device`.

@@ -42,16 +42,25 @@ fn write_safetensors(path: &std::path::Path, tensors: &[(&str, Vec<usize>)]) {
         .collect();
     let views: Vec<(String, safetensors::tensor::TensorView)> = data
         .iter()
-        .map(|(n, b, s)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap()))
+        .map(|(n, b, s)| {
+            (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap())
+        })
         .collect();
     safetensors::serialize_to_file(views, None::<HashMap<String, String>>, path).unwrap();
 }
 
 fn full_cell(prefix: &str, i: usize, h: usize) -> Vec<(String, Vec<usize>)> {
-    [("W", vec![i, h]), ("U", vec![h, h]), ("bias_gate", vec![1, h]), ("bias_update", vec![1, h]), ("zeta", vec![1, 1]), ("nu", vec![1, 1])]
-        .into_iter()
-        .map(|(n, s)| (format!("{prefix}{n}"), s))
-        .collect()
+    [
+        ("W", vec![i, h]),
+        ("U", vec![h, h]),
+        ("bias_gate", vec![1, h]),
+        ("bias_update", vec![1, h]),
+        ("zeta", vec![1, 1]),
+        ("nu", vec![1, 1]),
+    ]
+    .into_iter()
+    .map(|(n, s)| (format!("{prefix}{n}"), s))
+    .collect()
 }
 
 #[test]

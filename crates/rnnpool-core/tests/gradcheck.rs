@@ -50,10 +50,7 @@ fn set(cell: &mut FastGrnnCell, vals: &[Vec<f64>], shapes: &[[usize; 2]], dev: &
 }
 
 fn layer(params: &[Vec<f64>], imp: RnnPoolImpl, dev: &Device) -> RnnPoolLayer {
-    let mut layer = RnnPoolLayerConfig::new(K, [3, 4], [2, 1], H1, H2)
-        .with_implementation(imp)
-        .init(dev)
-        .unwrap();
+    let mut layer = RnnPoolLayerConfig::new(K, [3, 4], [2, 1], H1, H2).with_implementation(imp).init(dev).unwrap();
     let shapes = param_shapes();
     let mut c1 = layer.pool.rnn1.as_fastgrnn().unwrap().clone();
     let mut c2 = layer.pool.rnn2.as_fastgrnn().unwrap().clone();
@@ -71,19 +68,13 @@ fn loss(layer: &RnnPoolLayer, x: Tensor<4>, weights: &Tensor<4>) -> Tensor<1> {
 fn check(imp: RnnPoolImpl) {
     let dev = device();
     let shapes = param_shapes();
-    let params: Vec<Vec<f64>> = shapes
-        .iter()
-        .enumerate()
-        .map(|(i, s)| values(s[0] * s[1], 10 + i as u64))
-        .collect();
+    let params: Vec<Vec<f64>> = shapes.iter().enumerate().map(|(i, s)| values(s[0] * s[1], 10 + i as u64)).collect();
     let x_vals = values(SHAPE.iter().product(), 1);
     let x = Tensor::<4>::from_data(TensorData::new(x_vals.clone(), SHAPE), (&dev, DType::F64));
     let l = layer(&params, imp, &dev);
     let out_dims = l.forward(x.clone()).dims();
-    let weights = Tensor::<4>::from_data(
-        TensorData::new(values(out_dims.iter().product(), 2), out_dims),
-        (&dev, DType::F64),
-    );
+    let weights =
+        Tensor::<4>::from_data(TensorData::new(values(out_dims.iter().product(), 2), out_dims), (&dev, DType::F64));
     let xg = x.clone().require_grad();
     let grads = loss(&l, xg.clone(), &weights).backward();
     let scalar = |l: &RnnPoolLayer, x: Tensor<4>| loss(l, x, &weights).into_scalar::<f64>();

@@ -8,8 +8,8 @@
 mod common;
 
 use burn::prelude::*;
-use burn::tensor::{DType, DeviceKind};
 use burn::tensor::Distribution;
+use burn::tensor::{DType, DeviceKind};
 use rnnpool_core::{RnnPoolImpl, RnnPoolLayerConfig};
 
 fn wgpu() -> Device {

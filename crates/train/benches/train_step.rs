@@ -13,8 +13,8 @@
 
 use std::time::Instant;
 
-use burn::optim::{GradientsParams, SgdConfig};
 use burn::optim::momentum::MomentumConfig;
+use burn::optim::{GradientsParams, SgdConfig};
 use burn::prelude::*;
 use burn::tensor::{Distribution, Int, TensorData};
 use models::{FaceArch, MobileNetV2Config};
@@ -121,7 +121,8 @@ fn face(
 fn vww(device: &Device, steps: usize, batch: usize, size: usize, phases: bool) -> Result<Vec<Vec<f64>>, Error> {
     let mut model = MobileNetV2Config::vww().init(device)?;
     let mut optim = sgd();
-    let labels = Tensor::<1, Int>::from_data(TensorData::new((0..batch as i64).map(|i| i % 2).collect(), [batch]), device);
+    let labels =
+        Tensor::<1, Int>::from_data(TensorData::new((0..batch as i64).map(|i| i % 2).collect(), [batch]), device);
     let mut times = Vec::new();
     for _ in 0..steps + 1 {
         let x = Tensor::<4>::random([batch, 3, size, size], Distribution::Normal(0.0, 1.0), device);
@@ -171,7 +172,8 @@ fn main() -> Result<(), Error> {
         let column_ms = |i: usize| median(times.iter().map(|t| t[i]).collect()) * 1e3;
         let ms = column_ms(0);
         let phase_ms: String = if phases {
-            let each: Vec<String> = PHASES.iter().enumerate().map(|(i, p)| format!("\"{p}\":{:.1}", column_ms(i + 1))).collect();
+            let each: Vec<String> =
+                PHASES.iter().enumerate().map(|(i, p)| format!("\"{p}\":{:.1}", column_ms(i + 1))).collect();
             format!(",\"phases_ms\":{{{}}}", each.join(","))
         } else {
             String::new()

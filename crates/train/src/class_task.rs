@@ -189,7 +189,12 @@ impl Task for ClassTask {
             (top1, top5) = (top1 + h1, top5 + h5);
         }
         let n = n.max(1) as f64;
-        Ok(Evaluation { loss: loss / n, top1: Some(top1 as f64 / n), top5: Some(top5 as f64 / n), ..Default::default() })
+        Ok(Evaluation {
+            loss: loss / n,
+            top1: Some(top1 as f64 / n),
+            top5: Some(top5 as f64 / n),
+            ..Default::default()
+        })
     }
 }
 

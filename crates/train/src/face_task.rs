@@ -52,7 +52,13 @@ pub struct FaceEval {
     pub detections: Vec<Vec<Detection>>,
 }
 
-pub fn evaluate(model: &FaceDetector, ds: &FaceDataset, batch: usize, cfg: DetectConfig, device: &Device) -> Result<FaceEval, TrainError> {
+pub fn evaluate(
+    model: &FaceDetector,
+    ds: &FaceDataset,
+    batch: usize,
+    cfg: DetectConfig,
+    device: &Device,
+) -> Result<FaceEval, TrainError> {
     // Test inputs differ in size: one at a time.
     let batch = if ds.pipeline().shape().is_none() { 1 } else { batch };
     let (mut loss_sum, mut batches) = (0.0, 0usize);
@@ -154,4 +160,3 @@ impl Task for FaceTask {
         Ok(Evaluation { loss: r.loss, ap: Some(average_precision(&images)), ap_settings, ..Default::default() })
     }
 }
-

@@ -160,18 +160,31 @@ fn run_detect(args: DetectArgs) -> Result<()> {
         println!("{:.1} {:.1} {:.1} {:.1} {:.4}", b[0], b[1], b[2], b[3], d.score);
         if d.score >= 0.5 {
             data::draw::draw_box(&mut img, b, Rgb([0, 255, 0]), 2);
-            data::draw::draw_number(&mut img, b[0] as i64, b[1] as i64 - 12, &format!("{:.2}", d.score), Rgb([0, 255, 0]), 2);
+            data::draw::draw_number(
+                &mut img,
+                b[0] as i64,
+                b[1] as i64 - 12,
+                &format!("{:.2}", d.score),
+                Rgb([0, 255, 0]),
+                2,
+            );
         }
     }
     img.save(&args.out).with_context(|| format!("writing {}", args.out.display()))?;
-    println!("{} detections ({} drawn at score >= 0.5) -> {}", dets.len(), dets.iter().filter(|d| d.score >= 0.5).count(), args.out.display());
+    println!(
+        "{} detections ({} drawn at score >= 0.5) -> {}",
+        dets.len(),
+        dets.iter().filter(|d| d.score >= 0.5).count(),
+        args.out.display()
+    );
     Ok(())
 }
 
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -40,8 +40,19 @@ impl EpochMetrics {
     }
 }
 
-const COLUMNS: [&str; 11] =
-    ["epoch", "step", "lr", "train_loss", "train_loc", "train_conf", "val_loss", "val_ap", "val_top1", "val_top5", "images_per_s"];
+const COLUMNS: [&str; 11] = [
+    "epoch",
+    "step",
+    "lr",
+    "train_loss",
+    "train_loc",
+    "train_conf",
+    "val_loss",
+    "val_ap",
+    "val_top1",
+    "val_top5",
+    "images_per_s",
+];
 
 fn cell(v: Option<f64>) -> String {
     v.map(|v| format!("{v:.6}")).unwrap_or_default()
@@ -108,7 +119,8 @@ pub fn plot(rows: &[EpochMetrics]) -> RgbImage {
         if finite.is_empty() {
             continue;
         }
-        let (lo, hi) = if unit { (0.0, 1.0) } else { finite.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v))) };
+        let (lo, hi) =
+            if unit { (0.0, 1.0) } else { finite.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v))) };
         let span = if hi > lo { hi - lo } else { 1.0 };
         let point = |i: usize, v: f64| {
             let x = m as f64 + i as f64 * (w - 2 * m) as f64 / n as f64;
@@ -149,7 +161,12 @@ mod tests {
     #[test]
     fn csv_json_and_png_are_written() {
         let rows: Vec<EpochMetrics> = (0..3)
-            .map(|e| EpochMetrics { epoch: e, train_loss: 3.0 - e as f64, val_ap: Some(0.3 * e as f64), ..Default::default() })
+            .map(|e| EpochMetrics {
+                epoch: e,
+                train_loss: 3.0 - e as f64,
+                val_ap: Some(0.3 * e as f64),
+                ..Default::default()
+            })
             .collect();
         let csv = to_csv(&rows);
         assert!(csv.starts_with("epoch,step,lr,train_loss"));
@@ -158,7 +175,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("metrics-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         write_all(&dir, &rows).unwrap();
-        let back: Vec<EpochMetrics> = serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap();
+        let back: Vec<EpochMetrics> =
+            serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap();
         assert_eq!(back, rows);
         let png = image::open(dir.join("curves.png")).unwrap().to_rgb8();
         assert!(png.pixels().any(|p| *p == Rgb([220, 40, 40])) && png.pixels().any(|p| *p == Rgb([30, 160, 60])));

@@ -11,7 +11,9 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer, MultiGradientsParams, SgdConfig};
+use burn::optim::{
+    AdamConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer, MultiGradientsParams, SgdConfig,
+};
 use burn::prelude::*;
 use data::augment::AugRng;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -61,7 +63,9 @@ pub fn optimizer(cfg: &Config) -> ModuleOptimizer {
     match t.optimizer {
         Optimizer::Adam => AdamConfig::new().with_weight_decay(decay).init(),
         Optimizer::Sgd => SgdConfig::new()
-            .with_momentum((t.momentum > 0.0).then(|| MomentumConfig::new().with_momentum(t.momentum).with_dampening(0.0)))
+            .with_momentum(
+                (t.momentum > 0.0).then(|| MomentumConfig::new().with_momentum(t.momentum).with_dampening(0.0)),
+            )
             .with_weight_decay(decay)
             .init(),
     }
@@ -212,7 +216,8 @@ impl<'a> Run<'a> {
         let lr = self.schedule.lr(self.state.step);
         // One accumulator per device: gradients stay where they were computed until the
         // optimizer step sums each parameter's on one device.
-        let mut grads: Vec<GradientsAccumulator<Net>> = self.replicas.iter().map(|_| GradientsAccumulator::new()).collect();
+        let mut grads: Vec<GradientsAccumulator<Net>> =
+            self.replicas.iter().map(|_| GradientsAccumulator::new()).collect();
         for micro in samples.chunks(self.cfg.train.batch_size) {
             let shards: Vec<&[usize]> = micro.chunks(micro.len().div_ceil(self.replicas.len())).collect();
             // The shards' losses are weighted as accumulated micro-batches would be.

@@ -8,10 +8,10 @@ use std::path::Path;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::Tensor;
-use train::Config;
-use zoo::Net;
 use common::{config, tmp};
+use train::Config;
 use train::trainer::{self, LAST, RunOptions};
+use zoo::Net;
 
 /// Every float tensor of a module (parameters and BatchNorm statistics) as bits, in visiting
 /// order. (Record bytes would not do: loading gives the running statistics fresh ids.)
@@ -127,7 +127,6 @@ fn checkpoints_of_another_model_or_cut_short_are_clear_errors() {
     let Net::Face(_) = zoo::registry::build_model(&cfg, &device).unwrap() else { panic!("not a face model") };
     std::fs::remove_dir_all(&out).ok();
 }
-
 
 #[test]
 fn an_edgeml_pytorch_checkpoint_is_a_starting_point() {

@@ -20,7 +20,11 @@ fn both_poolings_reach_85_percent_on_fashion_mnist() {
         let s = trainer::train(&cfg, &RunOptions { quiet: true, ..Default::default() }).unwrap();
         let last = s.history.last().unwrap();
         let top1 = last.val_top1.unwrap();
-        eprintln!("{name}: test top-1 {top1:.4}, top-5 {:.4}, {:.0} s", last.val_top5.unwrap(), start.elapsed().as_secs_f64());
+        eprintln!(
+            "{name}: test top-1 {top1:.4}, top-5 {:.4}, {:.0} s",
+            last.val_top5.unwrap(),
+            start.elapsed().as_secs_f64()
+        );
         assert!(top1 >= 0.85, "{name}: top-1 {top1} < 0.85");
         std::fs::remove_dir_all(&out).ok();
     }

@@ -25,7 +25,11 @@ fn two_wgpu_devices_equal_one_with_the_same_global_batch() {
         let a = Device::wgpu(DeviceKind::DefaultDevice);
         // A second device of burn on the same adapter: the one GPU by index, or lavapipe's `Cpu`.
         let second = [DeviceKind::DiscreteGpu(0), DeviceKind::IntegratedGpu(0), DeviceKind::Cpu];
-        let b = second.into_iter().filter_map(rnnpool_core::backend::probe).find(|d| *d != a).expect("a second wgpu device");
+        let b = second
+            .into_iter()
+            .filter_map(rnnpool_core::backend::probe)
+            .find(|d| *d != a)
+            .expect("a second wgpu device");
         [a, b]
     });
     common::two_devices_match_accumulation("small_rnnpool", "two wgpu devices vs one", [a, b], 16, 1e-6);

@@ -131,8 +131,10 @@ impl Checkpoint {
         let mut parts = Vec::with_capacity(3);
         let mut at = 12usize;
         for name in ["state", "model", "optimizer"] {
-            let len_bytes: [u8; 8] =
-                body.get(at..at + 8).and_then(|s| s.try_into().ok()).ok_or_else(|| corrupt(&format!("{name} length")))?;
+            let len_bytes: [u8; 8] = body
+                .get(at..at + 8)
+                .and_then(|s| s.try_into().ok())
+                .ok_or_else(|| corrupt(&format!("{name} length")))?;
             let len = u64::from_le_bytes(len_bytes) as usize;
             at += 8;
             let part = body.get(at..at.saturating_add(len)).ok_or_else(|| corrupt(&format!("{name} cut short")))?;

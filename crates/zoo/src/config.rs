@@ -328,7 +328,8 @@ impl Config {
         }
         let face_data = self.data.kind.is_face();
         if self.model.name.is_face() != face_data {
-            let what = if face_data { "face data needs a face model" } else { "classification data needs a classifier" };
+            let what =
+                if face_data { "face data needs a face model" } else { "classification data needs a classifier" };
             return bad("model.name", format!("`{}` with data.kind `{}`: {what}", self.model.name, self.data.kind));
         }
         Ok(())
@@ -391,7 +392,8 @@ mod tests {
     /// (`- `field` ..., one of: `a`, `b`, ...`).
     #[test]
     fn the_configs_readme_lists_every_name() {
-        let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/README.md")).unwrap();
+        let readme =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/README.md")).unwrap();
         let listed = |field: &str| -> Vec<String> {
             let line = readme
                 .lines()

@@ -39,7 +39,9 @@ impl Net {
     pub fn face(&self) -> Result<&FaceDetector, ZooError> {
         match self {
             Net::Face(m) => Ok(m),
-            _ => Err(ZooError::Unsupported { what: "a classifier on face data".into(), why: "use a face model".into() }),
+            _ => {
+                Err(ZooError::Unsupported { what: "a classifier on face data".into(), why: "use a face model".into() })
+            }
         }
     }
 

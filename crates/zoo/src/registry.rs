@@ -39,17 +39,25 @@ pub fn classes_and_channels(data: &DataSection) -> Result<(usize, usize), ZooErr
 
 /// A freshly initialised network `name` (burn's lazy initialisation, not yet drawn).
 pub fn init(name: ModelName, classes: usize, channels: usize, device: &Device) -> Result<Net, ZooError> {
-    let small = |pooling| SmallMobileNetConfig::new().with_num_classes(classes).with_in_channels(channels).with_pooling(pooling);
+    let small = |pooling| {
+        SmallMobileNetConfig::new().with_num_classes(classes).with_in_channels(channels).with_pooling(pooling)
+    };
     let mobilenet = |config: MobileNetV2Config| config.with_in_channels(channels).init(device);
     Ok(match (face_arch(name), name) {
         (Some(arch), _) => Net::Face(arch.init(device)?),
-        (None, ModelName::MobileNetV2) => Net::MobileNetV2(mobilenet(MobileNetV2Config::new().with_num_classes(classes))?),
-        (None, ModelName::MobileNetV2RnnPool) => Net::MobileNetV2(mobilenet(MobileNetV2Config::imagenet_rnnpool(classes))?),
+        (None, ModelName::MobileNetV2) => {
+            Net::MobileNetV2(mobilenet(MobileNetV2Config::new().with_num_classes(classes))?)
+        }
+        (None, ModelName::MobileNetV2RnnPool) => {
+            Net::MobileNetV2(mobilenet(MobileNetV2Config::imagenet_rnnpool(classes))?)
+        }
         (None, ModelName::Vww) => Net::MobileNetV2(MobileNetV2Config::vww().with_num_classes(classes).init(device)?),
         (None, ModelName::DenseNet121RnnPool) => Net::DenseNet(DenseNetConfig::rnnpool_121(classes).init(device)?),
         (None, ModelName::SmallRnnPool) => Net::Small(small(StemPooling::RnnPool { hidden: 8 }).init(device)?),
         (None, ModelName::SmallAvgPool) => Net::Small(small(StemPooling::Average).init(device)?),
-        (None, face) => return Err(ZooError::Unsupported { what: format!("model `{face}`"), why: "no architecture".into() }),
+        (None, face) => {
+            return Err(ZooError::Unsupported { what: format!("model `{face}`"), why: "no architecture".into() });
+        }
     })
 }
 

@@ -38,11 +38,13 @@ pub fn qvga_train(img: &RgbImage, boxes: &[FaceBox], rng: &mut AugRng) -> (RgbIm
     let face = largest_face(&boxes);
     if face > QVGA_LARGEST_FACE {
         let s = QVGA_LARGEST_FACE / face;
-        let (sw, sh) = (((img.width() as f32 * s).round() as u32).max(1), ((img.height() as f32 * s).round() as u32).max(1));
+        let (sw, sh) =
+            (((img.width() as f32 * s).round() as u32).max(1), ((img.height() as f32 * s).round() as u32).max(1));
         (img, boxes) = geometry::resize(&img, &boxes, sw, sh, FilterType::Triangle);
     }
     let (pw, ph) = (img.width().max(QVGA_TRAIN_SIDE), img.height().max(QVGA_TRAIN_SIDE));
-    let (x, y) = (rng.below((pw - img.width() + 1) as usize) as u32, rng.below((ph - img.height() + 1) as usize) as u32);
+    let (x, y) =
+        (rng.below((pw - img.width() + 1) as usize) as u32, rng.below((ph - img.height() + 1) as usize) as u32);
     (img, boxes) = geometry::pad(&img, &boxes, pw, ph, x, y, MEAN_RGB);
     let filter = FILTERS[rng.below(FILTERS.len())];
     (img, boxes) = geometry::resize(&img, &boxes, QVGA_TRAIN_SIDE, QVGA_TRAIN_SIDE, filter);

@@ -136,7 +136,13 @@ mod tests {
                         mask.put_pixel(x, y, Luma([label]));
                     }
                 }
-                boxes.push(FaceBox { x1: x0 as f32, y1: y0 as f32, x2: (x0 + bw) as f32, y2: (y0 + bh) as f32, invalid: false });
+                boxes.push(FaceBox {
+                    x1: x0 as f32,
+                    y1: y0 as f32,
+                    x2: (x0 + bw) as f32,
+                    y2: (y0 + bh) as f32,
+                    invalid: false,
+                });
             }
         }
         (mask, boxes)
@@ -176,7 +182,8 @@ mod tests {
                         let (nw, nh) = (range(&mut rng, w / 2, w * 2), range(&mut rng, h / 2, h * 2));
                         // Nearest sampling can move an edge by up to one source pixel.
                         slack = slack * (nw as f32 / w as f32).max(nh as f32 / h as f32)
-                            + 1.0 + (nw as f32 / w as f32).max(nh as f32 / h as f32);
+                            + 1.0
+                            + (nw as f32 / w as f32).max(nh as f32 / h as f32);
                         resize(&mask, &boxes, nw, nh, FilterType::Nearest)
                     }
                     2 => hflip(&mask, &boxes),
@@ -195,7 +202,10 @@ mod tests {
                         (p[0] - b.x1).abs().max((p[1] - b.y1).abs()).max((p[2] - b.x2).abs()).max((p[3] - b.y2).abs())
                     })
                     .fold(f32::INFINITY, f32::min);
-                assert!(best <= slack + 1.0, "case {case}: box {b:?} is {best} px from any painted region (slack {slack})");
+                assert!(
+                    best <= slack + 1.0,
+                    "case {case}: box {b:?} is {best} px from any painted region (slack {slack})"
+                );
             }
         }
     }

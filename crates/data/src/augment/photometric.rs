@@ -114,12 +114,20 @@ mod tests {
         }
         let mut img = orig.clone();
         hue(&mut img, 0.0);
-        let worst = img.pixels().zip(orig.pixels()).flat_map(|(a, b)| (0..3).map(move |i| (a[i] as i32 - b[i] as i32).abs())).max();
+        let worst = img
+            .pixels()
+            .zip(orig.pixels())
+            .flat_map(|(a, b)| (0..3).map(move |i| (a[i] as i32 - b[i] as i32).abs()))
+            .max();
         assert!(worst <= Some(1), "HSV round trip off by {worst:?}");
         let mut img = orig.clone();
         hue(&mut img, 128.0);
         hue(&mut img, 128.0);
-        let worst = img.pixels().zip(orig.pixels()).flat_map(|(a, b)| (0..3).map(move |i| (a[i] as i32 - b[i] as i32).abs())).max();
+        let worst = img
+            .pixels()
+            .zip(orig.pixels())
+            .flat_map(|(a, b)| (0..3).map(move |i| (a[i] as i32 - b[i] as i32).abs()))
+            .max();
         assert!(worst <= Some(2), "a full hue turn off by {worst:?}");
     }
 

@@ -31,11 +31,12 @@ fn report(model: &str, input: [usize; 3], classes: Option<usize>, device: &Devic
         "rnnpool-face-m4" => face(FaceArch::M4)?,
         "mobilenetv2" => MobileNetV2Config::new().with_num_classes(n).init(device)?.report(input)?,
         "mobilenetv2-rnnpool" => MobileNetV2Config::imagenet_rnnpool(n).init(device)?.report(input)?,
-        "mobilenetv2-vww" => MobileNetV2Config::vww().with_num_classes(classes.unwrap_or(2)).init(device)?.report(input)?,
-        "mobilenetv2-vww-2rnnpool" => MobileNetV2Config::vww_two_rnnpools()
-            .with_num_classes(classes.unwrap_or(2))
-            .init(device)?
-            .report(input)?,
+        "mobilenetv2-vww" => {
+            MobileNetV2Config::vww().with_num_classes(classes.unwrap_or(2)).init(device)?.report(input)?
+        }
+        "mobilenetv2-vww-2rnnpool" => {
+            MobileNetV2Config::vww_two_rnnpools().with_num_classes(classes.unwrap_or(2)).init(device)?.report(input)?
+        }
         "densenet121" => DenseNetConfig::new().with_num_classes(n).init(device)?.report(input)?,
         "densenet121-rnnpool" => DenseNetConfig::rnnpool_121(n).init(device)?.report(input)?,
         other => bail!("unknown model `{other}`; choose one of: {}", MODELS.join(", ")),

@@ -6,7 +6,13 @@ use burn::tensor::TensorData;
 
 /// Priors `[P, 4]` as `(cx, cy, w, h)` normalised by the image size, source by source, each in
 /// row-major cell order. `maps[k]` is source `k`'s `(height, width)`.
-pub fn priors(image: [usize; 2], maps: &[[usize; 2]], steps: &[usize], anchors: &[usize], device: &Device) -> Tensor<2> {
+pub fn priors(
+    image: [usize; 2],
+    maps: &[[usize; 2]],
+    steps: &[usize],
+    anchors: &[usize],
+    device: &Device,
+) -> Tensor<2> {
     let [img_h, img_w] = image.map(|v| v as f64);
     let mut boxes = Vec::new();
     for ((&[fh, fw], &step), &anchor) in maps.iter().zip(steps).zip(anchors) {

@@ -11,8 +11,7 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{
-    Autodiff, AutodiffBackend, Backend, ExtensionType, Flex, NdArray, TensorMetadata, backend_extension,
-    try_read_sync,
+    Autodiff, AutodiffBackend, Backend, ExtensionType, Flex, NdArray, TensorMetadata, backend_extension, try_read_sync,
 };
 use burn::tensor::{DType, TensorData};
 
@@ -156,9 +155,7 @@ impl<B: RnnPoolBackend> Backward<B, 13> for RnnPoolBackward {
         let grad_out = grads.consume::<B>(&ops.node);
         let (x, rnn1, rnn2, patch, stride) = ops.state;
         let g = B::rnnpool_fastgrnn_backward(x, rnn1, rnn2, grad_out, patch, stride);
-        let all = core::iter::once(g.x)
-            .chain(g.rnn1.into_array())
-            .chain(g.rnn2.into_array());
+        let all = core::iter::once(g.x).chain(g.rnn1.into_array()).chain(g.rnn2.into_array());
         for (parent, grad) in ops.parents.into_iter().zip(all) {
             if let Some(node) = parent {
                 grads.register::<B>(node.id, grad);
@@ -167,9 +164,7 @@ impl<B: RnnPoolBackend> Backward<B, 13> for RnnPoolBackward {
     }
 }
 
-fn inner_cell<B: Backend, C: CheckpointStrategy>(
-    cell: &CellTensors<Autodiff<B, C>>,
-) -> CellTensors<B> {
+fn inner_cell<B: Backend, C: CheckpointStrategy>(cell: &CellTensors<Autodiff<B, C>>) -> CellTensors<B> {
     CellTensors {
         w: cell.w.primitive().clone(),
         u: cell.u.primitive().clone(),
@@ -253,9 +248,7 @@ fn read<B: Backend, T: Real + burn::tensor::Element>(t: FloatTensor<B>) -> (Vec<
         .expect("CPU backends read synchronously")
         .unwrap_or_else(|e| panic!("rnnpool: reading a tensor failed: {e:?}"))
         .convert::<T>();
-    let values = data
-        .into_vec::<T>()
-        .unwrap_or_else(|e| panic!("rnnpool: tensor data conversion failed: {e:?}"));
+    let values = data.into_vec::<T>().unwrap_or_else(|e| panic!("rnnpool: tensor data conversion failed: {e:?}"));
     (values, shape)
 }
 
@@ -310,14 +303,7 @@ impl<T: Real + burn::tensor::Element> HostCell<T> {
 }
 
 pub(super) fn grid_of(shape: &[usize], patch: [usize; 2], stride: [usize; 2]) -> PatchGrid {
-    PatchGrid {
-        batch: shape[0],
-        channels: shape[1],
-        height: shape[2],
-        width: shape[3],
-        patch,
-        stride,
-    }
+    PatchGrid { batch: shape[0], channels: shape[1], height: shape[2], width: shape[3], patch, stride }
 }
 
 /// Axes that turn `[n, c, h, w]` into the kernel's channels-last `[n, h, w, c]`; the backend

@@ -195,14 +195,7 @@ fn project<T: Real>(inp: &[T], inp_dim: usize, w: &[T], out_dim: usize, out: &mu
 
 #[inline(always)]
 /// Backward of [`project`]: `dW += inpᵀ · dout` and `dinp = dout · Wᵀ`.
-fn project_backward<T: Real>(
-    inp: &[T],
-    inp_dim: usize,
-    cell: &Cells<T>,
-    dout: &[T],
-    dinp: &mut [T],
-    dw: &mut [T],
-) {
+fn project_backward<T: Real>(inp: &[T], inp_dim: usize, cell: &Cells<T>, dout: &[T], dinp: &mut [T], dw: &mut [T]) {
     let out_dim = cell.view.hidden;
     atb_acc(dw, inp, inp_dim, dout, out_dim);
     dinp.fill(T::ZERO);
@@ -354,13 +347,7 @@ pub struct Grads<T> {
 }
 
 /// Backward of [`forward`]; `grad_out` has the forward output's layout.
-pub fn backward<T: Real>(
-    g: &PatchGrid,
-    x: &[T],
-    rnn1: CellView<T>,
-    rnn2: CellView<T>,
-    grad_out: &[T],
-) -> Grads<T> {
+pub fn backward<T: Real>(g: &PatchGrid, x: &[T], rnn1: CellView<T>, rnn2: CellView<T>, grad_out: &[T]) -> Grads<T> {
     let (rnn1, rnn2) = (Cells::new(rnn1), Cells::new(rnn2));
     let (k, h1, h2) = (g.channels, rnn1.view.hidden, rnn2.view.hidden);
     let ho = g.out_h();

@@ -92,9 +92,7 @@ pub fn exp_f32(x: f32) -> f32 {
     // Taylor coefficients up to r^6 / 720: relative error < 2e-7 on the reduced range.
     let p = 1.0
         + r * (1.0
-            + r * (0.5
-                + r * (1.666_666_7e-1
-                    + r * (4.166_666_8e-2 + r * (8.333_333_3e-3 + r * 1.388_888_9e-3)))));
+            + r * (0.5 + r * (1.666_666_7e-1 + r * (4.166_666_8e-2 + r * (8.333_333_3e-3 + r * 1.388_888_9e-3)))));
     let bits = ((n as i32 + 127) as u32) << 23;
     p * f32::from_bits(bits)
 }
@@ -132,9 +130,8 @@ mod tests {
 
     #[test]
     fn exp_f32_matches_libm_to_a_few_ulp() {
-        let worst = grid()
-            .map(|x| ((exp_f32(x) as f64 - (x as f64).exp()) / (x as f64).exp()).abs())
-            .fold(0.0, f64::max);
+        let worst =
+            grid().map(|x| ((exp_f32(x) as f64 - (x as f64).exp()) / (x as f64).exp()).abs()).fold(0.0, f64::max);
         assert!(worst < 5e-7, "worst relative error {worst:e}");
     }
 

@@ -192,7 +192,19 @@ mod tests {
 
     #[test]
     fn blocked_products_equal_the_naive_loops_for_odd_sizes() {
-        for (rows, a_dim, b_dim) in [(3, 5, 13), (1, 1, 1), (4, 16, 16), (2, 9, 8), (5, 3, 20), (3, 7, 32), (2, 16, 33), (9, 5, 8), (6, 16, 16), (4, 3, 16), (7, 8, 8)] {
+        for (rows, a_dim, b_dim) in [
+            (3, 5, 13),
+            (1, 1, 1),
+            (4, 16, 16),
+            (2, 9, 8),
+            (5, 3, 20),
+            (3, 7, 32),
+            (2, 16, 33),
+            (9, 5, 8),
+            (6, 16, 16),
+            (4, 3, 16),
+            (7, 8, 8),
+        ] {
             let a: Vec<f64> = (0..rows * a_dim).map(|i| (i as f64 * 0.37).sin()).collect();
             let b: Vec<f64> = (0..rows * b_dim).map(|i| (i as f64 * 0.11).cos()).collect();
             let mut c = vec![0.5; a_dim * b_dim];

@@ -108,10 +108,7 @@ pub const PARAM_KEYS: [&str; 12] = [
 /// The 12 FastGRNN parameters of a pool, in [`PARAM_KEYS`] order.
 pub fn params(pool: &RnnPool) -> Vec<Tensor<2>> {
     let cells = [pool.rnn1.as_fastgrnn().unwrap(), pool.rnn2.as_fastgrnn().unwrap()];
-    cells
-        .iter()
-        .flat_map(|c| [&c.w, &c.u, &c.bias_gate, &c.bias_update, &c.zeta, &c.nu].map(|p| p.val()))
-        .collect()
+    cells.iter().flat_map(|c| [&c.w, &c.u, &c.bias_gate, &c.bias_update, &c.zeta, &c.nu].map(|p| p.val())).collect()
 }
 
 /// Runs one fixture on `device` and returns (name, relative error) for the output, the input

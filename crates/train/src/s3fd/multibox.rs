@@ -59,34 +59,34 @@ impl MultiboxConfig {
     /// The loss of `loc` `[b, p, 4]` and `conf` `[b, p, 2]` (logits) against each image's
     /// normalised corner boxes `faces`, with `priors` `(cx, cy, w, h)` `[p, 4]`.
     pub fn loss(&self, loc: Tensor<3>, conf: Tensor<3>, priors: &[[f32; 4]], faces: &[Vec<[f32; 4]>]) -> MultiboxLoss {
-    let [b, np, _] = loc.dims();
-    let device = loc.device();
-    let matches: Vec<Matches> = faces.iter().map(|f| match_priors(f, priors, self.matching)).collect();
-    let positives: usize = matches.iter().map(Matches::num_positive).sum();
-    let pos_mask: Vec<f32> = matches.iter().flat_map(|m| m.positive.iter().map(|&p| p as u8 as f32)).collect();
-    let targets: Vec<f32> = matches.iter().flat_map(|m| m.targets.iter().flatten().copied()).collect();
-    let labels: Vec<i64> = matches.iter().flat_map(|m| m.positive.iter().map(|&p| p as i64)).collect();
+        let [b, np, _] = loc.dims();
+        let device = loc.device();
+        let matches: Vec<Matches> = faces.iter().map(|f| match_priors(f, priors, self.matching)).collect();
+        let positives: usize = matches.iter().map(Matches::num_positive).sum();
+        let pos_mask: Vec<f32> = matches.iter().flat_map(|m| m.positive.iter().map(|&p| p as u8 as f32)).collect();
+        let targets: Vec<f32> = matches.iter().flat_map(|m| m.targets.iter().flatten().copied()).collect();
+        let labels: Vec<i64> = matches.iter().flat_map(|m| m.positive.iter().map(|&p| p as i64)).collect();
 
-    let pos = Tensor::<3>::from_data(TensorData::new(pos_mask, [b, np, 1]), &device);
-    let target = Tensor::<3>::from_data(TensorData::new(targets, [b, np, 4]), &device);
-    let diff = (loc - target).abs();
-    // Smooth-L1 with beta 1: 0.5 d^2 below 1, d - 0.5 above.
-    let small = diff.clone().lower_elem(1.0).float();
-    let sl1 = small.clone() * diff.clone().powi_scalar(2) * 0.5 + (small.neg() + 1.0) * (diff - 0.5);
-    let loss_l = (sl1 * pos).sum();
+        let pos = Tensor::<3>::from_data(TensorData::new(pos_mask, [b, np, 1]), &device);
+        let target = Tensor::<3>::from_data(TensorData::new(targets, [b, np, 4]), &device);
+        let diff = (loc - target).abs();
+        // Smooth-L1 with beta 1: 0.5 d^2 below 1, d - 0.5 above.
+        let small = diff.clone().lower_elem(1.0).float();
+        let sl1 = small.clone() * diff.clone().powi_scalar(2) * 0.5 + (small.neg() + 1.0) * (diff - 0.5);
+        let loss_l = (sl1 * pos).sum();
 
-    let label = Tensor::<3, Int>::from_data(TensorData::new(labels, [b, np, 1]), &device);
-    let ce = log_softmax(conf, 2).gather(2, label).neg().reshape([b, np]);
-    let ce_host: Vec<f32> = ce.clone().detach().into_data().iter::<f32>().collect();
-    let mut selected = Vec::with_capacity(b * np);
-    for (i, m) in matches.iter().enumerate() {
-        let keep = mine_hard_negatives(&ce_host[i * np..(i + 1) * np], &m.positive, self.neg_pos_ratio);
-        selected.extend(keep.into_iter().map(|k| k as u8 as f32));
-    }
-    let selected = Tensor::<2>::from_data(TensorData::new(selected, [b, np]), &device);
-    let loss_c = (ce * selected).sum();
-    let norm = positives.max(1) as f64;
-    MultiboxLoss { loc: loss_l / norm, conf: loss_c / norm, positives }
+        let label = Tensor::<3, Int>::from_data(TensorData::new(labels, [b, np, 1]), &device);
+        let ce = log_softmax(conf, 2).gather(2, label).neg().reshape([b, np]);
+        let ce_host: Vec<f32> = ce.clone().detach().into_data().iter::<f32>().collect();
+        let mut selected = Vec::with_capacity(b * np);
+        for (i, m) in matches.iter().enumerate() {
+            let keep = mine_hard_negatives(&ce_host[i * np..(i + 1) * np], &m.positive, self.neg_pos_ratio);
+            selected.extend(keep.into_iter().map(|k| k as u8 as f32));
+        }
+        let selected = Tensor::<2>::from_data(TensorData::new(selected, [b, np]), &device);
+        let loss_c = (ce * selected).sum();
+        let norm = positives.max(1) as f64;
+        MultiboxLoss { loc: loss_l / norm, conf: loss_c / norm, positives }
     }
 }
 

@@ -68,7 +68,13 @@ fn train_fashion(
 /// Trains `model` on Fashion-MNIST on the two `devices` (micro-batch `batch`, split between
 /// them) and on the first alone (`batch / 2`, 2 micro-batches accumulated), and asserts that
 /// the weights end within `tol` of their movement (see [`weights::compare`]).
-pub fn two_devices_match_accumulation(model: &str, label: &str, devices: [burn::prelude::Device; 2], batch: usize, tol: f32) {
+pub fn two_devices_match_accumulation(
+    model: &str,
+    label: &str,
+    devices: [burn::prelude::Device; 2],
+    batch: usize,
+    tol: f32,
+) {
     let Some((cfg, two)) = train_fashion(model, &format!("{model}-2"), &devices, batch, 1) else { return };
     let (_, one) = train_fashion(model, &format!("{model}-1"), &devices[..1], batch / 2, 2).unwrap();
     #[allow(deprecated)]

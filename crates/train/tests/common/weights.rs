@@ -10,11 +10,19 @@ fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 /// Weights that cover the network: stem, the RNNPool cell (faces), a block, a head.
 pub fn weights(net: &Net) -> Vec<(String, Vec<f32>)> {
     let classifier = |stem: Tensor<4>, block: Tensor<4>, head: Tensor<2>| {
-        vec![("stem".into(), values(stem)), ("block.0.project".into(), values(block)), ("classifier".into(), values(head))]
+        vec![
+            ("stem".into(), values(stem)),
+            ("block.0.project".into(), values(block)),
+            ("classifier".into(), values(head)),
+        ]
     };
     match net {
-        Net::Small(m) => classifier(m.stem.conv.weight.val(), m.blocks[0].project.weight.val(), m.classifier.weight.val()),
-        Net::MobileNetV2(m) => classifier(m.stem.conv.weight.val(), m.blocks[0].project.weight.val(), m.classifier.weight.val()),
+        Net::Small(m) => {
+            classifier(m.stem.conv.weight.val(), m.blocks[0].project.weight.val(), m.classifier.weight.val())
+        }
+        Net::MobileNetV2(m) => {
+            classifier(m.stem.conv.weight.val(), m.blocks[0].project.weight.val(), m.classifier.weight.val())
+        }
         Net::Face(m) => {
             let cell = m.rnn_pool.pool.rnn1.as_fastgrnn().unwrap();
             vec![
@@ -31,7 +39,13 @@ pub fn weights(net: &Net) -> Vec<(String, Vec<f32>)> {
 
 /// Asserts that every watched weight trained, and that `x` and `y` differ by at most `tol` times
 /// the largest change from `start` (per tensor).
-pub fn compare(label: &str, x: &[(String, Vec<f32>)], y: &[(String, Vec<f32>)], start: &[(String, Vec<f32>)], tol: f32) {
+pub fn compare(
+    label: &str,
+    x: &[(String, Vec<f32>)],
+    y: &[(String, Vec<f32>)],
+    start: &[(String, Vec<f32>)],
+    tol: f32,
+) {
     for (((name, x), (_, y)), (_, s)) in x.iter().zip(y).zip(start) {
         let diff = x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max);
         let moved = x.iter().zip(s).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max);

@@ -4,8 +4,8 @@
 //! right nor wrong, precision/recall at 1000 score thresholds, and VOC's area under the
 //! interpolated curve.
 
-use models::s3fd::boxes::iou;
 use super::detect::Detection;
+use models::s3fd::boxes::iou;
 
 /// A detection matches a face at this IoU or more.
 pub const IOU_THRESHOLD: f32 = 0.5;
@@ -63,8 +63,10 @@ pub fn average_precision(images: &[(Vec<Detection>, GroundTruth)]) -> f64 {
         if gt.boxes.is_empty() || preds.is_empty() {
             continue;
         }
-        let mut preds: Vec<Detection> =
-            preds.iter().map(|d| Detection { score: if hi > lo { (d.score - lo) / span } else { 1.0 }, ..*d }).collect();
+        let mut preds: Vec<Detection> = preds
+            .iter()
+            .map(|d| Detection { score: if hi > lo { (d.score - lo) / span } else { 1.0 }, ..*d })
+            .collect();
         preds.sort_by(|a, b| b.score.total_cmp(&a.score));
         let (recall, proposal) = image_eval(&preds, gt);
         for (t, row) in pr.iter_mut().enumerate() {

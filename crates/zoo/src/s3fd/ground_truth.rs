@@ -46,7 +46,8 @@ pub fn settings_ap(
     detections: &[Vec<Detection>],
 ) -> Result<[f64; 3], ZooError> {
     let key = |p: &Path| {
-        let event = p.parent().and_then(|d| d.file_name()).map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let event =
+            p.parent().and_then(|d| d.file_name()).map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let file = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         format!("{event}/{file}")
     };

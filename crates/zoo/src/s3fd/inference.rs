@@ -94,7 +94,11 @@ pub fn multiscale_detections(
         if let Some(e) = failure {
             return Err(e);
         }
-        out.push(dets.into_iter().map(|d| Detection { bbox: [d.bbox[0] / w, d.bbox[1] / h, d.bbox[2] / w, d.bbox[3] / h], ..d }).collect());
+        out.push(
+            dets.into_iter()
+                .map(|d| Detection { bbox: [d.bbox[0] / w, d.bbox[1] / h, d.bbox[2] / w, d.bbox[3] / h], ..d })
+                .collect(),
+        );
     }
     Ok(out)
 }
@@ -115,11 +119,8 @@ fn detect_scaled(
     if mirror {
         x = image::imageops::flip_horizontal(&x);
     }
-    let (pixels, c) = if qvga {
-        (data::augment::face::normalize_gray(&x), 1)
-    } else {
-        (data::augment::face::normalize_rgb(&x), 3)
-    };
+    let (pixels, c) =
+        if qvga { (data::augment::face::normalize_gray(&x), 1) } else { (data::augment::face::normalize_rgb(&x), 3) };
     let input = Tensor::<4>::from_data(burn::tensor::TensorData::new(pixels, [1, c, sh as usize, sw as usize]), device);
     let (fw, fh) = (w as f32, h as f32);
     Ok(detect_one(model, input, cfg)?

@@ -2,8 +2,8 @@
 //! the mirrored image, at a smaller scale keeping only large faces and at larger scales keeping
 //! only small ones, merged by box voting. Boxes here are in pixels of the original image.
 
-use models::s3fd::boxes::iou;
 use super::detect::Detection;
+use models::s3fd::boxes::iou;
 
 /// Box voting: highest score first, every box overlapping it by IoU >= 0.3 is merged into a
 /// score-weighted mean box carrying the group's best score. As in the original, a group of one
