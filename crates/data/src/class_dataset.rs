@@ -14,11 +14,14 @@ use crate::fashion_mnist::Mnist;
 use crate::image_io::load_rgb;
 use crate::imagenet::ClassList;
 
+/// One classification sample: a normalised CHW image and its class.
 #[derive(Clone, Debug)]
 pub struct ClassItem {
     /// `[channels, height, width]`, normalised.
     pub image: Vec<f32>,
+    /// `[channels, height, width]`.
     pub shape: [usize; 3],
+    /// The class index.
     pub label: usize,
 }
 
@@ -26,8 +29,18 @@ pub struct ClassItem {
 /// `size x size`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum ClassPipeline {
-    Train { size: u32, scale: (f64, f64) },
-    Eval { size: u32 },
+    /// Training: RandomResizedCrop to `size` with area range `scale`, flip.
+    Train {
+        /// Output side.
+        size: u32,
+        /// RandomResizedCrop's area range.
+        scale: (f64, f64),
+    },
+    /// Evaluation: resize and centre crop to `size`.
+    Eval {
+        /// Output side.
+        size: u32,
+    },
 }
 
 /// Labelled photos (ImageNet, ImageNet-10, Visual Wake Words).
@@ -57,14 +70,17 @@ impl ImageClassDataset {
         self
     }
 
+    /// The epoch whose augmentation samples draw.
     pub fn set_epoch(&self, epoch: u64) {
         self.draw.set_epoch(epoch);
     }
 
+    /// Samples skipped as unreadable so far (with `skip_bad`).
     pub fn skipped(&self) -> usize {
         self.draw.skipped()
     }
 
+    /// The class names, by index.
     pub fn classes(&self) -> &[String] {
         &self.list.classes
     }
@@ -94,6 +110,7 @@ impl Dataset<ClassItem> for ImageClassDataset {
 
 /// Fashion-MNIST's mean and standard deviation of pixel/255 over the training set.
 pub const FASHION_MNIST_MEAN: f32 = 0.2860;
+/// Fashion-MNIST's pixel standard deviation (0..1 scale).
 pub const FASHION_MNIST_STD: f32 = 0.3530;
 
 /// Fashion-MNIST, `[1, 28, 28]`, normalised with its mean/std; training samples flipped with
@@ -105,10 +122,12 @@ pub struct FashionMnistDataset {
 }
 
 impl FashionMnistDataset {
+    /// `data` with the training augmentation when `train`, seeded by `seed`.
     pub fn new(data: Mnist, train: bool, seed: u64) -> Self {
         Self { data, train, draw: EpochDraw::new(seed) }
     }
 
+    /// The epoch whose augmentation samples draw.
     pub fn set_epoch(&self, epoch: u64) {
         self.draw.set_epoch(epoch);
     }
@@ -147,10 +166,13 @@ impl Dataset<ClassItem> for FashionMnistDataset {
 /// Images `[batch, channels, height, width]` and labels `[batch]`.
 #[derive(Clone, Debug)]
 pub struct ClassBatch {
+    /// `[batch, channels, height, width]`.
     pub images: Tensor<4>,
+    /// `[batch]` class indices.
     pub labels: Tensor<1, Int>,
 }
 
+/// Stacks [`ClassItem`]s into a [`ClassBatch`].
 #[derive(Clone, Debug, Default)]
 pub struct ClassBatcher;
 

@@ -8,6 +8,7 @@ use burn::data::dataset::DatasetError;
 use crate::DataError;
 use crate::augment::AugRng;
 
+/// Per-sample seeding and bad-sample skipping shared by the datasets: a sample draws from `(seed, epoch, index)`.
 #[derive(Debug)]
 pub struct EpochDraw {
     seed: u64,
@@ -17,14 +18,17 @@ pub struct EpochDraw {
 }
 
 impl EpochDraw {
+    /// Seeded by `seed`, at epoch 0.
     pub fn new(seed: u64) -> Self {
         Self { seed, epoch: AtomicU64::new(0), skip_bad: false, skipped: AtomicUsize::new(0) }
     }
 
+    /// Skip and count unreadable samples instead of failing.
     pub fn set_skip_bad(&mut self, skip: bool) {
         self.skip_bad = skip;
     }
 
+    /// The epoch samples draw from.
     pub fn set_epoch(&self, epoch: u64) {
         self.epoch.store(epoch, Ordering::Relaxed);
     }

@@ -22,6 +22,7 @@ use image::imageops::FilterType;
 pub struct FaceItem {
     /// `[channels, height, width]`, normalised as the model expects.
     pub image: Vec<f32>,
+    /// `[channels, height, width]`.
     pub shape: [usize; 3],
     /// Faces as `(x1, y1, x2, y2)` in `[0, 1]`.
     pub boxes: Vec<[f32; 4]>,
@@ -34,19 +35,27 @@ pub struct FaceItem {
 /// as `wider_test.py`; samples then differ in size, so batch them one at a time).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FacePipeline {
+    /// Grey 320x320 with the QVGA augmentation.
     QvgaTrain,
+    /// Grey 320x320, plain resize.
     QvgaEval,
+    /// Grey, aspect kept, shrunk to [`QVGA_TEST_PIXELS`].
     QvgaTest,
+    /// RGB 640x640 with the VGA augmentation.
     VgaTrain,
+    /// RGB 640x640, plain resize.
     VgaEval,
+    /// RGB, aspect kept, shrunk to [`VGA_TEST_PIXELS`].
     VgaTest,
 }
 
 /// The test-time pixel budgets: `shrink = min(1, sqrt(budget / (h * w)))`.
 pub const QVGA_TEST_PIXELS: f64 = 320.0 * 240.0;
+/// The VGA test input's pixel budget (`wider_test.py`'s base scale).
 pub const VGA_TEST_PIXELS: f64 = 1700.0 * 1200.0;
 
 impl FacePipeline {
+    /// Input channels: 1 (QVGA, grey) or 3.
     pub fn channels(self) -> usize {
         match self {
             Self::QvgaTrain | Self::QvgaEval | Self::QvgaTest => 1,
@@ -106,6 +115,7 @@ impl FaceDataset {
         Ok(Self { images, pipeline, draw: EpochDraw::new(seed) })
     }
 
+    /// The pipeline samples go through.
     pub fn pipeline(&self) -> FacePipeline {
         self.pipeline
     }
@@ -151,10 +161,13 @@ impl Dataset<FaceItem> for FaceDataset {
 /// A batch: images `[batch, channels, height, width]` and each image's boxes.
 #[derive(Clone, Debug)]
 pub struct FaceBatch {
+    /// `[batch, channels, height, width]`.
     pub images: Tensor<4>,
+    /// Each image's faces as normalised corner boxes.
     pub boxes: Vec<Vec<[f32; 4]>>,
 }
 
+/// Stacks [`FaceItem`]s into a [`FaceBatch`].
 #[derive(Clone, Debug, Default)]
 pub struct FaceBatcher;
 

@@ -12,21 +12,28 @@ pub const DEBIAN_DIR: &str = "/usr/share/datasets/fashion-mnist";
 /// Images `[n, 28, 28]` as bytes and their labels (0..10).
 #[derive(Clone, Debug)]
 pub struct Mnist {
+    /// `len * rows * cols` grey pixels.
     pub images: Vec<u8>,
+    /// One class per image.
     pub labels: Vec<u8>,
+    /// Image height.
     pub rows: usize,
+    /// Image width.
     pub cols: usize,
 }
 
 impl Mnist {
+    /// Images.
     pub fn len(&self) -> usize {
         self.labels.len()
     }
 
+    /// No images.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
 
+    /// Image `i`'s pixels.
     pub fn image(&self, i: usize) -> &[u8] {
         let n = self.rows * self.cols;
         &self.images[i * n..(i + 1) * n]

@@ -24,7 +24,9 @@ pub const IMAGENET10_WNIDS: [&str; 10] = [
 /// Labelled image files and the class names their labels index.
 #[derive(Clone, Debug, Default)]
 pub struct ClassList {
+    /// `(image, class index)`.
     pub items: Vec<(PathBuf, usize)>,
+    /// Class names (WordNet ids) by index.
     pub classes: Vec<String>,
 }
 
@@ -47,11 +49,14 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
 /// given (an error naming a wnid the tree lacks).
 #[derive(Clone, Debug)]
 pub struct ImageNet {
+    /// The tree's root.
     pub root: PathBuf,
+    /// Only these classes (ImageNet-10), or all.
     pub wnids: Option<Vec<String>>,
 }
 
 impl ImageNet {
+    /// The whole ImageNet tree at `root`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into(), wnids: None }
     }

@@ -12,12 +12,26 @@ use crate::DataError;
 /// A MATLAB value; matrices are column-major with their dimensions.
 #[derive(Clone, Debug, PartialEq)]
 pub enum MatValue {
-    Cell { dims: Vec<usize>, items: Vec<MatValue> },
+    /// A cell array.
+    Cell {
+        /// Dimensions.
+        dims: Vec<usize>,
+        /// Items, column-major.
+        items: Vec<MatValue>,
+    },
+    /// A character array.
     Char(String),
-    Numeric { dims: Vec<usize>, data: Vec<f64> },
+    /// A numeric array, converted to f64.
+    Numeric {
+        /// Dimensions.
+        dims: Vec<usize>,
+        /// Values, column-major.
+        data: Vec<f64>,
+    },
 }
 
 impl MatValue {
+    /// The items of a cell array.
     pub fn as_cell(&self) -> Option<&[MatValue]> {
         match self {
             Self::Cell { items, .. } => Some(items),
@@ -25,6 +39,7 @@ impl MatValue {
         }
     }
 
+    /// The text of a character array.
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Self::Char(s) => Some(s),

@@ -14,6 +14,7 @@ use crate::imagenet::ClassList;
 
 /// The fraction of the image a person must cover.
 pub const VWW_AREA_THRESHOLD: f64 = 0.005;
+/// The two classes, by index.
 pub const VWW_CLASSES: [&str; 2] = ["not-person", "person"];
 
 #[derive(Deserialize)]

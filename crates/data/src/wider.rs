@@ -8,19 +8,25 @@ use crate::DataError;
 /// A face box in pixels, `(x1, y1, x2, y2)` with `x2 = x1 + w`, `y2 = y1 + h`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct FaceBox {
+    /// Left.
     pub x1: f32,
+    /// Top.
     pub y1: f32,
+    /// Right.
     pub x2: f32,
+    /// Bottom.
     pub y2: f32,
     /// WIDER's `invalid` attribute (0 where the format has none).
     pub invalid: bool,
 }
 
 impl FaceBox {
+    /// `x2 - x1`.
     pub fn width(&self) -> f32 {
         self.x2 - self.x1
     }
 
+    /// `y2 - y1`.
     pub fn height(&self) -> f32 {
         self.y2 - self.y1
     }
@@ -29,19 +35,23 @@ impl FaceBox {
 /// One image's annotation: its path (relative to the list's image root) and its faces.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FaceAnnotation {
+    /// The photo.
     pub image: PathBuf,
+    /// Its faces.
     pub boxes: Vec<FaceBox>,
 }
 
 /// A parsed annotation file.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FaceList {
+    /// Every image of the split.
     pub images: Vec<FaceAnnotation>,
     /// Boxes dropped because their width or height is not positive, as the original does.
     pub skipped_boxes: usize,
 }
 
 impl FaceList {
+    /// Faces in all images.
     pub fn faces(&self) -> usize {
         self.images.iter().map(|a| a.boxes.len()).sum()
     }
@@ -154,10 +164,12 @@ pub fn parse_flat_list_text(path: &Path, text: &str) -> Result<FaceList, DataErr
 /// A WIDER FACE tree: `WIDER_{split}/images/...` and `wider_face_split/`.
 #[derive(Clone, Debug)]
 pub struct WiderFace {
+    /// The WIDER FACE folder.
     pub root: PathBuf,
 }
 
 impl WiderFace {
+    /// WIDER FACE laid out under `root`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into() }
     }

@@ -7,10 +7,13 @@ use std::path::Path;
 use crate::DataError;
 use crate::matlab::{self, MatValue};
 
+/// The official evaluation's settings, in order.
 pub const SETTINGS: [&str; 3] = ["easy", "medium", "hard"];
 
+/// One image of the official ground truth.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EvalImage {
+    /// Its event folder.
     pub event: String,
     /// File name without extension, as the .mat lists it.
     pub file: String,

@@ -37,6 +37,7 @@ pub const RUNTIME: &[(&str, &str)] = &[
 
 /// The files of an export, by path relative to the output folder.
 pub struct Sources {
+    /// `(path relative to the output folder, text)`.
     pub files: Vec<(String, String)>,
 }
 

@@ -19,10 +19,13 @@ use crate::{float_sim, int8_sim};
 
 /// The float and the dequantized int8 outputs of one input, each as `(kind, values)` per output.
 pub struct Pair {
+    /// The float model's outputs.
     pub float: Vec<(OutputKind, Vec<f32>)>,
+    /// The int8 model's, dequantized.
     pub int8: Vec<(OutputKind, Vec<f32>)>,
 }
 
+/// Input `x` (HWC) through the float graph and the int8 simulator.
 pub fn run_both(g: &Graph, q: &QGraph, x: &[f32]) -> Pair {
     let f = float_sim::run(g, x, None);
     let qin: Vec<i8> = x.iter().map(|v| q.params[q.input].quantize(*v)).collect();
@@ -45,18 +48,24 @@ fn largest_error(a: &[(OutputKind, Vec<f32>)], b: &[(OutputKind, Vec<f32>)], kin
         .fold(0.0, f32::max)
 }
 
+/// How the int8 detector compares with the float one.
 #[derive(Debug, Serialize)]
 pub struct FaceComparison {
+    /// Images compared.
     pub images: usize,
+    /// WIDER-protocol AP of the float model.
     pub ap_float: f64,
+    /// WIDER-protocol AP of the int8 model.
     pub ap_int8: f64,
     /// Largest |int8 - float| over all conf logits and over all box offsets.
     pub max_logit_error: f32,
+    /// Largest |int8 - float| box offset.
     pub max_loc_error: f32,
     /// Largest |int8 - float| face probability at a prior where either exceeds the threshold.
     pub max_score_error: f32,
     /// Detections (after NMS) of the float model matched by an int8 detection with IoU >= 0.5.
     pub detections_float: usize,
+    /// Of those, matched by an int8 detection.
     pub detections_matched: usize,
 }
 
@@ -128,14 +137,18 @@ pub fn compare_faces(
     Ok(c)
 }
 
+/// How the int8 classifier compares with the float one.
 #[derive(Debug, Serialize)]
 pub struct ClassComparison {
+    /// Inputs compared.
     pub images: usize,
     /// Inputs where the int8 and float top-1 classes agree.
     pub top1_agreement: f64,
     /// Accuracies when labels are known.
     pub accuracy_float: Option<f64>,
+    /// The int8 model's, when labels are known.
     pub accuracy_int8: Option<f64>,
+    /// Largest |int8 - float| logit.
     pub max_logit_error: f32,
 }
 
@@ -143,6 +156,7 @@ fn argmax(v: &[f32]) -> usize {
     v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i)
 }
 
+/// Each sample (HWC input, label if known) through both models.
 pub fn compare_classes(g: &Graph, q: &QGraph, samples: &[(Vec<f32>, Option<usize>)]) -> ClassComparison {
     let (mut agree, mut right_f, mut right_q, mut labelled) = (0usize, 0usize, 0usize, 0usize);
     let mut err = 0.0f32;
@@ -173,12 +187,17 @@ pub fn compare_classes(g: &Graph, q: &QGraph, samples: &[(Vec<f32>, Option<usize
 /// runs on its own int8 results, so errors accumulate as they would on the device).
 #[derive(Debug, Serialize)]
 pub struct LayerError {
+    /// The layer's name.
     pub layer: String,
+    /// Largest |int8 - float| of its output.
     pub max_error: f32,
+    /// Largest |float| of its output.
     pub max_value: f32,
+    /// Its output's int8 step.
     pub scale: f32,
 }
 
+/// Each layer's error on input `x` (HWC).
 pub fn layer_errors(g: &Graph, q: &QGraph, x: &[f32]) -> Vec<LayerError> {
     let f = float_sim::run(g, x, None);
     let qin: Vec<i8> = x.iter().map(|v| q.params[q.input].quantize(*v)).collect();

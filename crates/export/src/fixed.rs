@@ -37,10 +37,12 @@ fn frexp(x: f64) -> (f64, i32) {
     (q, e)
 }
 
+/// Saturates to int32.
 pub fn sat32(x: i64) -> i32 {
     x.clamp(i32::MIN as i64, i32::MAX as i64) as i32
 }
 
+/// Saturates to int16.
 pub fn sat16(x: i64) -> i16 {
     x.clamp(i16::MIN as i64, i16::MAX as i64) as i16
 }
@@ -86,10 +88,12 @@ pub fn table_q15(f: fn(f64) -> f64) -> Vec<i16> {
     (0..TABLE_LEN).map(|i| (f(i as f64 / 32.0 - 8.0) * 32768.0).round().clamp(-32767.0, 32767.0) as i16).collect()
 }
 
+/// The exact sigmoid the tables sample.
 pub fn sigmoid_f64(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 
+/// The exact tanh the tables sample.
 pub fn tanh_f64(x: f64) -> f64 {
     x.tanh()
 }

@@ -7,6 +7,7 @@ use crate::graph::{CellWeights, ConvWeights, Graph, Op, Shape, taps};
 /// expanded map and the depthwise output), which the C code never stores whole.
 #[derive(Clone, Debug)]
 pub struct Ranges {
+    /// Per tensor: `[min, max]` seen.
     pub tensors: Vec<[f32; 2]>,
     /// Per layer: `[expanded, depthwise, projected]` for inverted residuals (the projection
     /// before the residual add), unused otherwise.
@@ -14,6 +15,7 @@ pub struct Ranges {
 }
 
 impl Ranges {
+    /// Empty ranges for every tensor of `g`.
     pub fn new(g: &Graph) -> Self {
         let empty = [f32::INFINITY, f32::NEG_INFINITY];
         Self { tensors: vec![empty; g.tensors.len()], inner: vec![[empty; 3]; g.layers.len()] }
@@ -27,6 +29,7 @@ fn widen(r: &mut [f32; 2], v: &[f32]) {
     }
 }
 
+/// A float convolution of the HWC map `x`.
 pub fn conv(c: &ConvWeights, x: &[f32], [h, w, cin]: Shape) -> (Vec<f32>, Shape) {
     let out @ [oh, ow, cout] = c.out_shape([h, w, cin]);
     let cg = cin / c.groups;

@@ -11,28 +11,39 @@ pub type Shape = [usize; 3];
 /// A convolution with BatchNorm folded in: `out = act(conv(x, weight) + bias)`.
 #[derive(Clone, Debug)]
 pub struct ConvWeights {
+    /// Input channels.
     pub cin: usize,
+    /// Output channels.
     pub cout: usize,
+    /// Square kernel side.
     pub kernel: usize,
+    /// Stride in both directions.
     pub stride: usize,
+    /// Zero padding on every side.
     pub pad: usize,
     /// 1, or `cin` (= `cout`) for a depthwise convolution.
     pub groups: usize,
     /// `[cout][kh][kw][cin / groups]`.
     pub weight: Vec<f32>,
+    /// Per output channel.
     pub bias: Vec<f32>,
+    /// The activation after it.
     pub act: Activation,
 }
 
 /// What follows a convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Activation {
+    /// Identity.
     None,
+    /// `max(x, 0)`.
     Relu,
+    /// `clamp(x, 0, 6)`.
     Relu6,
 }
 
 impl Activation {
+    /// The activation of `x`.
     pub fn apply(self, x: f32) -> f32 {
         match self {
             Self::None => x,
@@ -43,15 +54,18 @@ impl Activation {
 }
 
 impl ConvWeights {
+    /// The output shape for an input of `[h, w, _]`.
     pub fn out_shape(&self, [h, w, _]: Shape) -> Shape {
         let o = |n: usize| (n + 2 * self.pad - self.kernel) / self.stride + 1;
         [o(h), o(w), self.cout]
     }
 
+    /// One filter per channel.
     pub fn depthwise(&self) -> bool {
         self.groups > 1
     }
 
+    /// Multiply-accumulates for an output of shape `out`.
     pub fn macs(&self, out: Shape) -> u64 {
         (out[0] * out[1] * self.cout * self.kernel * self.kernel * (self.cin / self.groups)) as u64
     }
@@ -77,59 +91,88 @@ pub fn taps(
 /// reference stores them (`[hidden][input]`, the transpose of EdgeML's `W`).
 #[derive(Clone, Debug)]
 pub struct CellWeights {
+    /// Input size.
     pub input: usize,
+    /// Hidden size.
     pub hidden: usize,
+    /// `[hidden][input]`.
     pub w: Vec<f32>,
+    /// `[hidden][hidden]`.
     pub u: Vec<f32>,
+    /// `[hidden]`.
     pub bias_gate: Vec<f32>,
+    /// `[hidden]`.
     pub bias_update: Vec<f32>,
+    /// `sigmoid(zeta)`.
     pub zeta: f32,
+    /// `sigmoid(nu)`.
     pub nu: f32,
 }
 
+/// What a float layer computes.
 #[derive(Clone, Debug)]
 pub enum Op {
+    /// A convolution.
     Conv {
+        /// Its weights.
         conv: ConvWeights,
     },
     /// MobileNetV2's block; `expand` is absent when the expansion ratio is 1.
     InvertedResidual {
+        /// The 1x1 expansion.
         expand: Option<ConvWeights>,
+        /// The 3x3 depthwise convolution.
         depthwise: ConvWeights,
+        /// The 1x1 projection.
         project: ConvWeights,
+        /// Whether the input is added to the output.
         residual: bool,
     },
     /// RNNPool over `patch x patch` windows at `stride`, no padding; `replicate` appends a copy
     /// of the last row and column (every model but a whole-map pool does).
     RnnPool {
+        /// Square patch side.
         patch: usize,
+        /// Stride in both directions.
         stride: usize,
+        /// The cell over rows and columns of a patch.
         rnn1: CellWeights,
+        /// The bidirectional cell over their summaries.
         rnn2: CellWeights,
+        /// The original's replicated last row and column.
         replicate: bool,
     },
     /// S3FD's L2Norm: each pixel's channel vector scaled to unit length, then by `weight`.
     L2Norm {
+        /// Per-channel scale.
         weight: Vec<f32>,
     },
     /// S3FD's max-out: 4 channels (3 background logits, face) -> 2 (their max, face).
     MaxOut,
     /// Average pooling without padding (global when the kernel is the map).
     AvgPool {
+        /// Window `[h, w]`.
         kernel: [usize; 2],
+        /// Stride `[h, w]`.
         stride: [usize; 2],
     },
     /// The layer's input, then `other`'s channels (DenseNet's dense connections).
     Concat {
+        /// The second input.
         other: TensorId,
     },
 }
 
+/// One layer of the float graph.
 #[derive(Clone, Debug)]
 pub struct Layer {
+    /// The module path it came from.
     pub name: String,
+    /// Its input tensor.
     pub input: TensorId,
+    /// Its output tensor.
     pub output: TensorId,
+    /// What it computes.
     pub op: Op,
 }
 
@@ -141,20 +184,27 @@ pub enum OutputKind {
     Loc,
     /// A detection head's logits (background, face), `[h, w, 2]`.
     Conf,
+    /// A classifier's logits, `[1, 1, classes]`.
     Logits,
 }
 
+/// A model as inference layers over HWC tensors, in execution order.
 #[derive(Clone, Debug)]
 pub struct Graph {
     /// Model name as in the config.
     pub model: String,
+    /// Every tensor's shape.
     pub tensors: Vec<Shape>,
+    /// The input tensor.
     pub input: TensorId,
+    /// The layers.
     pub layers: Vec<Layer>,
+    /// The output tensors, with what each holds.
     pub outputs: Vec<(TensorId, OutputKind)>,
 }
 
 impl Graph {
+    /// An empty graph of `model` with an input of `input`.
     pub fn new(model: &str, input: Shape) -> Self {
         Self { model: model.into(), tensors: vec![input], input: 0, layers: Vec::new(), outputs: Vec::new() }
     }
@@ -174,11 +224,13 @@ impl Graph {
         output
     }
 
+    /// The input's `[h, w, c]`.
     pub fn input_shape(&self) -> Shape {
         self.tensors[self.input]
     }
 }
 
+/// The output shape of `op` on `input` (a concatenation's second input is added by [`Graph::push`]).
 pub fn op_out_shape(op: &Op, input: Shape) -> Shape {
     match op {
         Op::Conv { conv } => conv.out_shape(input),

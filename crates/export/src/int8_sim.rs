@@ -14,6 +14,7 @@ fn clamp8(v: i32, lo: i32, hi: i32) -> i8 {
     v.clamp(lo, hi) as i8
 }
 
+/// An int8 convolution of the HWC map `x`, as the C computes it.
 pub fn conv_s8(c: &QConv, x: &[i8], [h, w, cin]: Shape) -> (Vec<i8>, Shape) {
     let oh = (h + 2 * c.pad - c.kernel) / c.stride + 1;
     let ow = (w + 2 * c.pad - c.kernel) / c.stride + 1;
@@ -41,6 +42,7 @@ pub fn conv_s8(c: &QConv, x: &[i8], [h, w, cin]: Shape) -> (Vec<i8>, Shape) {
     (y, [oh, ow, c.cout])
 }
 
+/// TFLite's int8 addition of one pair, as the C computes it.
 pub fn add_s8(p: &QAdd, a: i8, b: i8) -> i8 {
     let x1 = requantize((a as i32 + p.in1_offset) << ADD_LEFT_SHIFT, p.in1_mult, p.in1_shift);
     let x2 = requantize((b as i32 + p.in2_offset) << ADD_LEFT_SHIFT, p.in2_mult, p.in2_shift);
@@ -49,7 +51,9 @@ pub fn add_s8(p: &QAdd, a: i8, b: i8) -> i8 {
 
 /// The sigmoid and tanh tables every model uses.
 pub struct Tables {
+    /// sigmoid over [-8, 8], 513 Q15 entries.
     pub sigmoid: Vec<i16>,
+    /// tanh over [-8, 8], 513 Q15 entries.
     pub tanh: Vec<i16>,
 }
 

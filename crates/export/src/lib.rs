@@ -9,6 +9,7 @@
 
 pub mod codegen;
 pub mod compare;
+/// The exporter's errors.
 pub mod error;
 pub mod fixed;
 pub mod float_sim;

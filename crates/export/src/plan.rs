@@ -8,33 +8,52 @@ use crate::quantize::{QGraph, QInvertedResidual, QOp, QRnnPool};
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BufferKind {
-    Tensor { id: TensorId },
-    Scratch { layer: usize },
+    /// A feature map.
+    Tensor {
+        /// Which.
+        id: TensorId,
+    },
+    /// A layer's working memory.
+    Scratch {
+        /// Which layer's.
+        layer: usize,
+    },
 }
 
+/// One buffer of the arena.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Buffer {
+    /// What it holds, for the report.
     pub name: String,
+    /// A tensor or a layer's scratch.
     pub kind: BufferKind,
+    /// Its size.
     pub bytes: usize,
     /// First and last layer during which the buffer holds live data (`-1`: before the first
     /// layer, when the input is written).
     pub first: isize,
+    /// The last layer that reads it (`-1`: none; outputs live to the end).
     pub last: isize,
+    /// Its offset in the arena.
     pub offset: usize,
 }
 
+/// Where every buffer lives in the one static arena.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Plan {
+    /// Every buffer.
     pub buffers: Vec<Buffer>,
+    /// The arena's size: the model's peak RAM.
     pub arena_bytes: usize,
 }
 
 impl Plan {
+    /// The offset of tensor `id`.
     pub fn tensor_offset(&self, id: TensorId) -> usize {
         self.buffers.iter().find(|b| b.kind == BufferKind::Tensor { id }).map_or(0, |b| b.offset)
     }
 
+    /// The offset of layer `layer`'s scratch, if it has one.
     pub fn scratch_offset(&self, layer: usize) -> Option<usize> {
         self.buffers.iter().find(|b| b.kind == BufferKind::Scratch { layer }).map(|b| b.offset)
     }
@@ -79,6 +98,7 @@ fn align(n: usize) -> usize {
     n.div_ceil(ALIGN) * ALIGN
 }
 
+/// Places every buffer of `q`: greedily by size, first fit, reusing dead ones.
 pub fn plan(q: &QGraph) -> Plan {
     let n = q.layers.len() as isize;
     let mut buffers = Vec::new();

@@ -18,7 +18,9 @@ use crate::graph::{Activation, CellWeights, ConvWeights, Graph, Op, OutputKind, 
 /// `real = scale * (q - zero)`.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct QParams {
+    /// Real value of one step.
     pub scale: f32,
+    /// The int8 value of real 0.
     pub zero: i32,
 }
 
@@ -33,27 +35,37 @@ impl QParams {
         Self { scale, zero }
     }
 
+    /// The nearest int8 of `x`, saturated.
     pub fn quantize(&self, x: f32) -> i8 {
         ((x / self.scale).round() + self.zero as f32).clamp(-128.0, 127.0) as i8
     }
 
+    /// The real value of `q`.
     pub fn dequantize(&self, q: i8) -> f32 {
         self.scale * (q as i32 - self.zero) as f32
     }
 }
 
+/// An int8 convolution (dense, depthwise or 1x1) with its output stage.
 #[derive(Clone, Debug)]
 pub struct QConv {
+    /// Input channels.
     pub cin: usize,
+    /// Output channels.
     pub cout: usize,
+    /// Square kernel side.
     pub kernel: usize,
+    /// Stride in both directions.
     pub stride: usize,
+    /// Zero padding on every side.
     pub pad: usize,
+    /// One filter per channel (`cin == cout`).
     pub depthwise: bool,
     /// Added to each input value: minus the input zero point.
     pub in_offset: i32,
     /// `[cout][kh][kw][cin]`, or `[c][kh][kw]` when depthwise.
     pub weight: Vec<i8>,
+    /// Bias and requantisation.
     pub out: OutputStage,
 }
 
@@ -61,12 +73,17 @@ pub struct QConv {
 /// `clamp(requantize(sum + bias, mult, shift) + out_offset, act_min, act_max)`.
 #[derive(Clone, Debug)]
 pub struct OutputStage {
+    /// Per channel, at the sum's scale.
     pub bias: Vec<i32>,
+    /// Per channel: the fixed-point multiplier of `sum_scale / out_scale`.
     pub mult: Vec<i32>,
+    /// Per channel: its shift.
     pub shift: Vec<i32>,
     /// The output zero point.
     pub out_offset: i32,
+    /// The lowest output (ReLU: the zero point).
     pub act_min: i32,
+    /// The highest output (ReLU6: the level of 6).
     pub act_max: i32,
 }
 
@@ -116,78 +133,114 @@ impl OutputStage {
 /// the bias, requantised per channel.
 #[derive(Clone, Debug)]
 pub struct QPointwise16 {
+    /// Input channels.
     pub cin: usize,
+    /// Output channels.
     pub cout: usize,
+    /// Right shift of the 64-bit sum before the bias.
     pub pre_shift: i32,
     /// `[cout][cin]`.
     pub weight: Vec<i16>,
+    /// Bias and requantisation.
     pub out: OutputStage,
 }
 
 /// TFLite's int8 addition of two tensors with their own scales.
 #[derive(Clone, Debug)]
 pub struct QAdd {
+    /// Minus the first input's zero point.
     pub in1_offset: i32,
+    /// Minus the second input's zero point.
     pub in2_offset: i32,
+    /// The first input's multiplier to the common scale.
     pub in1_mult: i32,
+    /// Its shift.
     pub in1_shift: i32,
+    /// The second input's multiplier to the common scale.
     pub in2_mult: i32,
+    /// Its shift.
     pub in2_shift: i32,
+    /// From the common scale to the output's.
     pub out_mult: i32,
+    /// Its shift.
     pub out_shift: i32,
+    /// The output zero point.
     pub out_offset: i32,
 }
 
 /// Inputs are shifted left by this before scaling, as TFLite does.
 pub const ADD_LEFT_SHIFT: i32 = 20;
 
+/// A FastGRNN cell in integers: int16 weights with power-of-two scales, Q12 states.
 #[derive(Clone, Debug)]
 pub struct QCell {
+    /// Input size.
     pub input: usize,
+    /// Hidden size.
     pub hidden: usize,
     /// `[hidden][input]`, real `w = w_q * 2^-w_exp`.
     pub w: Vec<i16>,
+    /// Exponent of `w`'s scale.
     pub w_exp: i32,
     /// For an int8 input: the accumulator is shifted right by `x_pre_shift`, then requantised
     /// by `x_mult`, `x_shift` into Q12. Unused when the input is a Q12 state.
     pub x_pre_shift: i32,
+    /// Multiplier into Q12 (int8 input only).
     pub x_mult: i32,
+    /// Its shift.
     pub x_shift: i32,
     /// `[hidden][hidden]`, real `u = u_q * 2^-u_exp`.
     pub u: Vec<i16>,
+    /// Exponent of `u`'s scale.
     pub u_exp: i32,
     /// Q12.
     pub bias_gate: Vec<i32>,
+    /// Q12.
     pub bias_update: Vec<i32>,
     /// `sigmoid(zeta)`, `sigmoid(nu)` in Q15.
     pub zeta: i32,
+    /// `sigmoid(nu)` in Q15.
     pub nu: i32,
 }
 
 /// MobileNetV2's block; `add` is the residual connection, when there is one.
 #[derive(Clone, Debug)]
 pub struct QInvertedResidual {
+    /// The 1x1 expansion (none at ratio 1).
     pub expand: Option<QConv>,
+    /// The 3x3 depthwise convolution.
     pub depthwise: QConv,
+    /// The 1x1 projection.
     pub project: QConv,
+    /// The residual addition.
     pub add: Option<QAdd>,
 }
 
+/// An int8 RNNPool layer.
 #[derive(Clone, Debug)]
 pub struct QRnnPool {
+    /// Square patch side.
     pub patch: usize,
+    /// Stride in both directions.
     pub stride: usize,
+    /// Minus the input zero point.
     pub in_offset: i32,
+    /// The cell over rows and columns of a patch.
     pub rnn1: QCell,
+    /// The bidirectional cell over their summaries.
     pub rnn2: QCell,
     /// From the Q12 outputs to the int8 output map.
     pub out_mult: i32,
+    /// Its shift.
     pub out_shift: i32,
+    /// The output zero point.
     pub out_offset: i32,
+    /// The original's replicated last row and column.
     pub replicate: bool,
 }
 
 impl QRnnPool {
+    /// The output shape for an input of `[h, w, _]`.
     pub fn out_shape(&self, [h, w, _]: Shape) -> Shape {
         let n = |d: usize| (d - self.patch) / self.stride + 1 + usize::from(self.replicate);
         [n(h), n(w), 4 * self.rnn2.hidden]
@@ -195,11 +248,15 @@ impl QRnnPool {
 }
 
 // One per layer: the size difference between variants costs nothing.
+/// What a quantized layer computes.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum QOp {
+    /// A convolution.
     Conv(QConv),
+    /// MobileNetV2's block.
     InvertedResidual(QInvertedResidual),
+    /// An RNNPool layer.
     RnnPool(QRnnPool),
     /// An RNNPool layer and the inverted residual that reads it, run together row by row: the
     /// block's expansion reads the RNNPool's Q12 outputs (12 bits instead of 8: the BatchNorm
@@ -207,30 +264,48 @@ pub enum QOp {
     /// the int8 model most of its error), and the RNNPool map is never stored whole. The
     /// residual, when present, adds the int8 RNNPool output as the unfused layer would.
     RnnPoolInvertedResidual {
+        /// The RNNPool.
         pool: QRnnPool,
+        /// The block's expansion, reading Q12.
         expand: QPointwise16,
+        /// The rest of the block (its `expand` is `None`).
         block: QInvertedResidual,
     },
+    /// S3FD's L2 normalisation with a per-channel scale.
     L2Norm {
+        /// Minus the input zero point.
         in_offset: i32,
+        /// The output zero point.
         out_offset: i32,
         /** `gamma_c / out_scale` in Q16 */
         gain: Vec<i32>,
     },
+    /// S3FD's max-out of the first head's three background logits.
     MaxOut,
+    /// Average pooling.
     AvgPool {
+        /// Window `[h, w]`.
         kernel: [usize; 2],
+        /// Stride `[h, w]`.
         stride: [usize; 2],
+        /// Minus the input zero point.
         in_offset: i32,
+        /// Multiplier of `in_scale / (window * out_scale)`.
         mult: i32,
+        /// Its shift.
         shift: i32,
+        /// The output zero point.
         out_offset: i32,
     },
     /// The input's channels then `other`'s, each rescaled to the output's scale.
     Concat {
+        /// The second input.
         other: TensorId,
+        /// The input's rescaling.
         first: Rescale,
+        /// `other`'s rescaling.
         second: Rescale,
+        /// The output zero point.
         out_offset: i32,
     },
 }
@@ -239,8 +314,11 @@ pub enum QOp {
 /// the new zero point).
 #[derive(Clone, Copy, Debug)]
 pub struct Rescale {
+    /// Minus the source zero point.
     pub in_offset: i32,
+    /// Multiplier of `from_scale / to_scale`.
     pub mult: i32,
+    /// Its shift.
     pub shift: i32,
 }
 
@@ -251,26 +329,40 @@ impl Rescale {
     }
 }
 
+/// One layer of the int8 model.
 #[derive(Clone, Debug)]
 pub struct QLayer {
+    /// The module path it came from.
     pub name: String,
+    /// Its input tensor.
     pub input: TensorId,
+    /// Its output tensor.
     pub output: TensorId,
+    /// What it computes.
     pub op: QOp,
+    /// Multiply-accumulates per image.
     pub macs: u64,
 }
 
+/// The int8 model the C runtime runs: layers in execution order over HWC int8 tensors.
 #[derive(Clone, Debug)]
 pub struct QGraph {
+    /// The model's name.
     pub model: String,
+    /// Every tensor's shape `[h, w, c]`.
     pub tensors: Vec<Shape>,
+    /// Every tensor's quantization.
     pub params: Vec<QParams>,
+    /// The input tensor.
     pub input: TensorId,
+    /// The layers.
     pub layers: Vec<QLayer>,
+    /// The output tensors, with what each holds.
     pub outputs: Vec<(TensorId, OutputKind)>,
 }
 
 impl QGraph {
+    /// The input's `[h, w, c]`.
     pub fn input_shape(&self) -> Shape {
         self.tensors[self.input]
     }

@@ -10,41 +10,63 @@ use crate::int8_sim::Tables;
 use crate::plan::{Buffer, Plan};
 use crate::quantize::{QCell, QConv, QGraph, QInvertedResidual, QOp, QParams, QRnnPool};
 
+/// One layer of the report.
 #[derive(Debug, Serialize)]
 pub struct LayerRow {
+    /// The layer's name.
     pub name: String,
+    /// Its op.
     pub op: &'static str,
+    /// Its input shape.
     pub input: Shape,
+    /// Its output shape.
     pub output: Shape,
+    /// Its multiply-accumulates.
     pub macs: u64,
+    /// Arena offset of its input.
     pub input_offset: usize,
+    /// Arena offset of its output.
     pub output_offset: usize,
     /// `(offset, bytes)` of the layer's scratch in the arena.
     pub scratch: Option<(usize, usize)>,
+    /// Its weights and parameters in flash.
     pub weight_bytes: usize,
 }
 
+/// One output of the model.
 #[derive(Debug, Serialize)]
 pub struct OutputRow {
+    /// What it holds.
     pub kind: OutputKind,
+    /// Its shape.
     pub shape: Shape,
+    /// Its arena offset.
     pub offset: usize,
+    /// Its quantization.
     pub quant: QParams,
 }
 
+/// What `report.json` holds: per layer and in total, RAM, flash and MACs.
 #[derive(Debug, Serialize)]
 pub struct Report {
+    /// The model's name.
     pub model: String,
+    /// The input's `[h, w, c]`.
     pub input: Shape,
+    /// The input's quantization.
     pub input_quant: QParams,
+    /// Every layer.
     pub layers: Vec<LayerRow>,
+    /// Every output.
     pub outputs: Vec<OutputRow>,
+    /// Every buffer of the arena.
     pub buffers: Vec<Buffer>,
     /// Peak RAM of the activations: the static arena.
     pub arena_bytes: usize,
     /// Flash for weights, biases, requantisation constants, tables and layer parameters
     /// (code not included: see the sizes `arm-none-eabi-size` prints).
     pub weight_flash_bytes: usize,
+    /// Multiply-accumulates per image.
     pub macs: u64,
 }
 
@@ -98,6 +120,7 @@ fn weight_bytes(op: &QOp) -> usize {
     }
 }
 
+/// The report of `q` placed by `plan`.
 pub fn report(q: &QGraph, plan: &Plan) -> Report {
     let layers: Vec<LayerRow> = q
         .layers
@@ -148,6 +171,7 @@ fn shape(s: Shape) -> String {
 }
 
 impl Report {
+    /// The report as a table for the terminal.
     pub fn table(&self) -> String {
         let mut t = String::new();
         let _ = writeln!(

@@ -22,7 +22,9 @@ pub fn make_divisible(value: f64, divisor: usize) -> usize {
 /// Conv (no bias, padding `(k - 1) / 2`) + BatchNorm + ReLU6.
 #[derive(Module, Debug)]
 pub struct ConvBnRelu6 {
+    /// The convolution, without bias.
     pub conv: Conv2d,
+    /// Its BatchNorm.
     pub bn: BatchNorm,
 }
 
@@ -30,10 +32,12 @@ pub struct ConvBnRelu6 {
 pub const BN_MOMENTUM: f64 = 0.1;
 
 impl ConvBnRelu6 {
+    /// With BatchNorm momentum 0.1 (PyTorch's default).
     pub fn new(cin: usize, cout: usize, kernel: usize, stride: usize, groups: usize, device: &Device) -> Self {
         Self::with_momentum(cin, cout, kernel, stride, groups, BN_MOMENTUM, device)
     }
 
+    /// With BatchNorm momentum `momentum`.
     pub fn with_momentum(
         cin: usize,
         cout: usize,
@@ -55,6 +59,7 @@ impl ConvBnRelu6 {
         }
     }
 
+    /// `[batch, cin, h, w]` -> `[batch, cout, h / stride, w / stride]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         Relu6::new().forward(self.bn.forward(self.conv.forward(x)))
     }
@@ -71,19 +76,26 @@ impl ConvBnRelu6 {
 /// channel counts match.
 #[derive(Module, Debug)]
 pub struct InvertedResidual {
+    /// The 1x1 expansion (none at ratio 1).
     pub expand: Option<ConvBnRelu6>,
+    /// The 3x3 depthwise convolution.
     pub depthwise: ConvBnRelu6,
+    /// The 1x1 projection.
     pub project: Conv2d,
+    /// Its BatchNorm.
     pub project_bn: BatchNorm,
+    /// Whether the input is added to the output (stride 1, `cin == cout`).
     #[module(skip)]
     pub residual: bool,
 }
 
 impl InvertedResidual {
+    /// With BatchNorm momentum 0.1.
     pub fn new(cin: usize, cout: usize, stride: usize, expand_ratio: usize, device: &Device) -> Self {
         Self::with_momentum(cin, cout, stride, expand_ratio, BN_MOMENTUM, device)
     }
 
+    /// With BatchNorm momentum `momentum`.
     pub fn with_momentum(
         cin: usize,
         cout: usize,
@@ -103,6 +115,7 @@ impl InvertedResidual {
         }
     }
 
+    /// `[batch, cin, h, w]` -> `[batch, cout, h / stride, w / stride]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let h = match &self.expand {
             Some(expand) => expand.forward(x.clone()),

@@ -19,10 +19,13 @@ use crate::summary::{Report, Tracer, batch_norm_params};
 /// The RNNPool layer that replaces pool0 ... denseblock2.
 #[derive(Config, Debug)]
 pub struct DenseRnnPoolConfig {
+    /// Patch side.
     #[config(default = 8)]
     pub patch: usize,
+    /// Stride.
     #[config(default = 4)]
     pub stride: usize,
+    /// Hidden size of both cells.
     #[config(default = 48)]
     pub hidden: usize,
     /// Output channels of transition2 (Fig. 2: 256).
@@ -30,18 +33,25 @@ pub struct DenseRnnPoolConfig {
     pub transition_out: usize,
 }
 
+/// DenseNet121's configuration (torchvision's defaults).
 #[derive(Config, Debug)]
 pub struct DenseNetConfig {
+    /// Classes.
     #[config(default = 1000)]
     pub num_classes: usize,
+    /// Input channels.
     #[config(default = 3)]
     pub in_channels: usize,
+    /// Channels each layer adds.
     #[config(default = 32)]
     pub growth_rate: usize,
+    /// Layers per dense block.
     #[config(default = "[6, 12, 24, 16]")]
     pub block_config: [usize; 4],
+    /// Channels after the stem.
     #[config(default = 64)]
     pub init_features: usize,
+    /// Bottleneck width, in multiples of the growth rate.
     #[config(default = 4)]
     pub bn_size: usize,
     /// `Some`: DenseNet121-RNNPool.
@@ -60,9 +70,13 @@ fn conv(cin: usize, cout: usize, k: usize, stride: usize, device: &Device) -> Co
 /// BN-ReLU-conv1x1 (bottleneck) then BN-ReLU-conv3x3 (growth), concatenated to the input.
 #[derive(Module, Debug)]
 pub struct DenseLayer {
+    /// BatchNorm before the 1x1 convolution.
     pub norm1: BatchNorm,
+    /// The 1x1 bottleneck convolution.
     pub conv1: Conv2d,
+    /// BatchNorm before the 3x3 convolution.
     pub norm2: BatchNorm,
+    /// The 3x3 convolution.
     pub conv2: Conv2d,
 }
 
@@ -85,8 +99,11 @@ impl DenseLayer {
 /// BN-ReLU-conv1x1 then 2x2 average pooling.
 #[derive(Module, Debug)]
 pub struct Transition {
+    /// BatchNorm.
     pub norm: BatchNorm,
+    /// The 1x1 convolution.
     pub conv: Conv2d,
+    /// The 2x2 average pooling.
     pub pool: AvgPool2d,
 }
 
@@ -96,18 +113,25 @@ impl Transition {
     }
 }
 
+/// DenseNet121, with an RNNPool in place of its stem pooling or not.
 #[derive(Module, Debug)]
 pub struct DenseNet {
+    /// The 7x7 stem convolution.
     pub conv0: Conv2d,
+    /// Its BatchNorm.
     pub norm0: BatchNorm,
+    /// The stem's 3x3 max pooling (plain DenseNet).
     pub pool0: Option<MaxPool2d>,
+    /// The RNNPool in its place (DenseNet-RNNPool).
     pub rnn_pool: Option<RnnPoolLayer>,
     /// The dense blocks' layers: denseblock1..=4 for DenseNet121; with RNNPool an empty slot
     /// for denseblock2 (so that transition2 follows it), then denseblock3 and 4.
     pub blocks: Vec<Vec<DenseLayer>>,
     /// The transition after each block but the last.
     pub transitions: Vec<Option<Transition>>,
+    /// The final BatchNorm.
     pub norm5: BatchNorm,
+    /// The classifier.
     pub classifier: Linear,
 }
 
@@ -117,6 +141,7 @@ impl DenseNetConfig {
         Self::new().with_num_classes(num_classes).with_rnnpool(Some(DenseRnnPoolConfig::new()))
     }
 
+    /// The network, or an error naming a bad size.
     pub fn init(&self, device: &Device) -> Result<DenseNet, RnnPoolError> {
         let g = self.growth_rate;
         let bn = |c| BatchNormConfig::new(c).init(device);

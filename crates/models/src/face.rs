@@ -63,6 +63,7 @@ fn repeat(n: usize, block: (usize, usize, usize, usize)) -> impl Iterator<Item =
 }
 
 impl FaceArch {
+    /// The four detectors.
     pub const ALL: [Self; 4] = [Self::C, Self::Quant, Self::QvgaMonochrome, Self::M4];
 
     fn layout(self) -> Layout {
@@ -144,10 +145,12 @@ impl FaceArch {
         }
     }
 
+    /// The architecture of an EdgeML class name (`RPool_Face_M4`, ...).
     pub fn from_edgeml_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|a| a.edgeml_name() == name)
     }
 
+    /// The detector, freshly initialised.
     pub fn init(self, device: &Device) -> Result<FaceDetector, RnnPoolError> {
         let l = self.layout();
         let stem_out = l.stem.last().map_or(l.in_channels, |s| s.1);
@@ -187,16 +190,26 @@ pub struct FaceOutput {
     pub priors: Tensor<2>,
 }
 
+/// An RNNPool face detector: stem convolutions, RNNPool, inverted residuals, S3FD heads.
 #[derive(Module, Debug)]
 pub struct FaceDetector {
+    /// The convolutions before the RNNPool.
     pub stem: Vec<ConvBnRelu6>,
+    /// The RNNPool layer.
     pub rnn_pool: RnnPoolLayer,
+    /// The inverted residuals.
     pub blocks: Vec<InvertedResidual>,
+    /// L2Norm on the first three sources.
     pub norms: Vec<L2Norm>,
+    /// Face-Quant's stride-2 ConvBNReLU6 before the first loc head.
     pub loc_pre: Option<ConvBnRelu6>,
+    /// Face-Quant's stride-2 ConvBNReLU6 before the first conf head.
     pub conf_pre: Option<ConvBnRelu6>,
+    /// Box heads, one per source.
     pub loc: Vec<Conv2d>,
+    /// Class heads, one per source (the first with three background logits).
     pub conf: Vec<Conv2d>,
+    /// Which detector.
     #[module(skip)]
     pub arch: FaceArch,
 }

@@ -18,22 +18,30 @@ const STAGES: [(usize, usize, usize, usize); 7] =
 /// The RNNPool layer that replaces the first three stages (stride 8 of feature extraction).
 #[derive(Config, Debug)]
 pub struct RnnPoolStemConfig {
+    /// Patch side.
     #[config(default = 6)]
     pub patch: usize,
+    /// Stride.
     #[config(default = 4)]
     pub stride: usize,
+    /// RNN1's hidden size.
     #[config(default = 16)]
     pub hidden1: usize,
+    /// RNN2's hidden size.
     #[config(default = 16)]
     pub hidden2: usize,
 }
 
+/// MobileNetV2's configuration (torchvision's by default).
 #[derive(Config, Debug)]
 pub struct MobileNetV2Config {
+    /// Classes.
     #[config(default = 1000)]
     pub num_classes: usize,
+    /// Width multiplier.
     #[config(default = 1.0)]
     pub width_mult: f64,
+    /// Input channels.
     #[config(default = 3)]
     pub in_channels: usize,
     /// Channels of the first 3x3 stride-2 conv; `None`: `make_divisible(32 * width_mult)`.
@@ -50,6 +58,7 @@ pub struct MobileNetV2Config {
     /// `classifier.0` in the state_dict instead of `classifier.1`).
     #[config(default = 0.2)]
     pub dropout: f64,
+    /// BatchNorm momentum.
     #[config(default = 0.1)]
     pub bn_momentum: f64,
 }
@@ -76,6 +85,7 @@ impl MobileNetV2Config {
         Self::new().with_num_classes(num_classes).with_rnnpool(Some(RnnPoolStemConfig::new()))
     }
 
+    /// The network, or an error naming a bad size.
     pub fn init(&self, device: &Device) -> Result<MobileNetV2, RnnPoolError> {
         let w = self.width_mult;
         let stem = self.stem_channels.unwrap_or_else(|| make_divisible(32.0 * w, 8));
@@ -113,14 +123,22 @@ impl MobileNetV2Config {
     }
 }
 
+/// MobileNetV2, with RNNPools in place of its first stages or not.
 #[derive(Module, Debug)]
 pub struct MobileNetV2 {
+    /// The 3x3 stride-2 stem.
     pub stem: ConvBnRelu6,
+    /// The RNNPool after the stem (RNNPool variants).
     pub rnn_pool: Option<RnnPoolLayer>,
+    /// The inverted residuals.
     pub blocks: Vec<InvertedResidual>,
+    /// The last 1x1 convolution.
     pub last: ConvBnRelu6,
+    /// The RNNPool in place of the global average pooling (the two-RNNPool VWW variant).
     pub last_pool: Option<RnnPool>,
+    /// Dropout before the classifier.
     pub dropout: Option<Dropout>,
+    /// The classifier.
     pub classifier: Linear,
 }
 

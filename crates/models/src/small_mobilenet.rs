@@ -14,28 +14,39 @@ use crate::blocks::{ConvBnRelu6, InvertedResidual};
 #[derive(Config, Debug, PartialEq)]
 pub enum StemPooling {
     /// RNNPool with h1 = h2 = `hidden` (4 * hidden output channels).
-    RnnPool { hidden: usize },
+    RnnPool {
+        /// Hidden size of both cells.
+        hidden: usize,
+    },
     /// Average pooling (keeps the stem's channels).
     Average,
 }
 
+/// The small MobileNetV2-style classifier for 28x28 inputs.
 #[derive(Config, Debug)]
 pub struct SmallMobileNetConfig {
+    /// Input channels.
     #[config(default = 1)]
     pub in_channels: usize,
+    /// Classes.
     #[config(default = 10)]
     pub num_classes: usize,
+    /// Channels after the stem.
     #[config(default = 16)]
     pub stem_channels: usize,
+    /// Pooling patch side.
     #[config(default = 4)]
     pub patch: usize,
+    /// Pooling stride.
     #[config(default = 2)]
     pub stride: usize,
+    /// What pools after the stem.
     #[config(default = "StemPooling::RnnPool { hidden: 8 }")]
     pub pooling: StemPooling,
 }
 
 impl SmallMobileNetConfig {
+    /// The network, or an error naming a bad size.
     pub fn init(&self, device: &Device) -> Result<SmallMobileNet, RnnPoolError> {
         let (rnn_pool, avg_pool, pooled) = match self.pooling {
             StemPooling::RnnPool { hidden } => {
@@ -65,13 +76,20 @@ impl SmallMobileNetConfig {
     }
 }
 
+/// The small classifier: stem, pooling, inverted residuals, classifier.
 #[derive(Module, Debug)]
 pub struct SmallMobileNet {
+    /// The 3x3 stem.
     pub stem: ConvBnRelu6,
+    /// RNNPool after the stem.
     pub rnn_pool: Option<RnnPoolLayer>,
+    /// Or average pooling after it.
     pub avg_pool: Option<AvgPool2d>,
+    /// The inverted residuals.
     pub blocks: Vec<InvertedResidual>,
+    /// The last 1x1 convolution.
     pub last: ConvBnRelu6,
+    /// The classifier.
     pub classifier: Linear,
 }
 

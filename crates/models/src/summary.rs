@@ -20,10 +20,13 @@ use crate::blocks::{ConvBnRelu6, InvertedResidual};
 /// One row of the report.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LayerStat {
+    /// The module path.
     pub name: String,
     /// `[channels, height, width]` of the output.
     pub output: [usize; 3],
+    /// Parameters.
     pub params: usize,
+    /// Multiply-accumulates.
     pub macs: u64,
     /// Activation elements in RAM while this layer runs.
     pub memory: usize,
@@ -32,12 +35,14 @@ pub struct LayerStat {
 /// The layers of a model for one input size.
 #[derive(Clone, Debug, Default)]
 pub struct Report {
+    /// Every layer, in order.
     pub layers: Vec<LayerStat>,
     /// BatchNorm's scales and shifts among [`Self::params`].
     pub batch_norm_params: usize,
 }
 
 impl Report {
+    /// Parameters in all.
     pub fn params(&self) -> usize {
         self.layers.iter().map(|l| l.params).sum()
     }
@@ -48,6 +53,7 @@ impl Report {
         self.params() - self.batch_norm_params
     }
 
+    /// Multiply-accumulates in all.
     pub fn macs(&self) -> u64 {
         self.layers.iter().map(|l| l.macs).sum()
     }
@@ -116,7 +122,9 @@ pub fn batch_norm_params<M: Module>(module: &M) -> usize {
 /// Walks a model's layers in execution order, tracking the current shape.
 #[derive(Debug)]
 pub struct Tracer {
+    /// The report so far.
     pub report: Report,
+    /// The current map's `[channels, height, width]`.
     pub shape: [usize; 3],
     /// True until an RNNPool layer has consumed the streamed stem.
     streamed: bool,
@@ -158,14 +166,17 @@ impl Tracer {
         self.custom(name, out, params, macs);
     }
 
+    /// Records a convolution.
     pub fn conv(&mut self, name: &str, conv: &Conv2d) {
         self.conv_layer(name, conv, conv.num_params());
     }
 
+    /// Records a ConvBNReLU6.
     pub fn conv_bn_relu6(&mut self, name: &str, m: &ConvBnRelu6) {
         self.conv_layer(name, &m.conv, m.num_params());
     }
 
+    /// Records an inverted residual.
     pub fn inverted_residual(&mut self, name: &str, m: &InvertedResidual) {
         let input = self.shape;
         let mut macs = 0;
@@ -245,6 +256,7 @@ impl Tracer {
         self.custom(name, [out[0], 1, 1], m.num_params(), macs);
     }
 
+    /// Records a fully connected layer.
     pub fn linear(&mut self, name: &str, inputs: usize, outputs: usize, params: usize) {
         self.custom(name, [outputs, 1, 1], params, (inputs * outputs) as u64);
     }

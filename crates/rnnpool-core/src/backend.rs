@@ -11,19 +11,15 @@ use crate::RnnPoolError;
 crate::named_enum! {
     /// A burn backend. Flex is the default: burn's recommended CPU backend, and faster than
     /// NdArray on every benchmark here (burn 0.22 deprecates NdArray).
+    #[derive(Default)]
     pub enum BackendKind ("backend") {
         /// burn-flex, on the CPU.
+        #[default]
         Flex => "flex",
         /// burn-ndarray, on the CPU.
         NdArray => "ndarray",
         /// burn-wgpu (Vulkan, Metal, DX12), with burn's kernel fusion; needs the `wgpu` feature.
         Wgpu => "wgpu",
-    }
-}
-
-impl Default for BackendKind {
-    fn default() -> Self {
-        Self::Flex
     }
 }
 

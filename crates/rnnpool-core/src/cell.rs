@@ -10,13 +10,17 @@ use crate::fastgrnn::{FastGrnnCell, FastGrnnCellConfig};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RnnCellKind {
+    /// EdgeML's FastGRNN (the paper's choice).
     #[default]
     FastGrnn,
+    /// burn's GRU.
     Gru,
+    /// burn's LSTM.
     Lstm,
 }
 
 impl RnnCellKind {
+    /// A cell of this kind from `input` to `hidden` features.
     pub fn init(self, input: usize, hidden: usize, device: &Device) -> RnnCell {
         match self {
             Self::FastGrnn => RnnCell::FastGrnn(FastGrnnCellConfig::new(input, hidden).init(device)),
@@ -31,12 +35,16 @@ impl RnnCellKind {
 #[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum RnnCell {
+    /// A FastGRNN cell.
     FastGrnn(FastGrnnCell),
+    /// A GRU.
     Gru(Gru),
+    /// An LSTM.
     Lstm(Lstm),
 }
 
 impl RnnCell {
+    /// Which kind of cell this is.
     pub fn kind(&self) -> RnnCellKind {
         match self {
             Self::FastGrnn(_) => RnnCellKind::FastGrnn,
@@ -45,6 +53,7 @@ impl RnnCell {
         }
     }
 
+    /// The kind's name, for messages.
     pub fn name(&self) -> &'static str {
         match self {
             Self::FastGrnn(_) => "FastGRNN",
@@ -67,6 +76,7 @@ impl RnnCell {
         }
     }
 
+    /// The FastGRNN cell, if it is one.
     pub fn as_fastgrnn(&self) -> Option<&FastGrnnCell> {
         match self {
             Self::FastGrnn(cell) => Some(cell),

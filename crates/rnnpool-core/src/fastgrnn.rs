@@ -27,6 +27,7 @@ pub struct FastGrnnCellConfig {
 }
 
 impl FastGrnnCellConfig {
+    /// The cell with EdgeML's initialisation.
     pub fn init(&self, device: &Device) -> FastGrnnCell {
         let (i, h) = (self.input_size, self.hidden_size);
         let normal = Initializer::Normal { mean: 0.0, std: self.weight_std };
@@ -64,10 +65,12 @@ pub struct FastGrnnCell {
 pub const EDGEML_NAMES: [&str; 6] = ["W", "U", "bias_gate", "bias_update", "zeta", "nu"];
 
 impl FastGrnnCell {
+    /// Input features.
     pub fn input_size(&self) -> usize {
         self.w.dims()[0]
     }
 
+    /// Hidden features.
     pub fn hidden_size(&self) -> usize {
         self.w.dims()[1]
     }

@@ -20,8 +20,10 @@ pub struct RnnPoolLayerConfig {
     pub hidden1: usize,
     /// Hidden size of RNN2; the layer outputs `4 * hidden2` channels.
     pub hidden2: usize,
+    /// The cell of both RNNs.
     #[config(default = "RnnCellKind::FastGrnn")]
     pub cell: RnnCellKind,
+    /// Fused kernel or composed ops.
     #[config(default = "RnnPoolImpl::Auto")]
     pub implementation: RnnPoolImpl,
 }
@@ -32,6 +34,7 @@ impl RnnPoolLayerConfig {
         Self::new(in_channels, [patch, patch], [stride, stride], hidden1, hidden2)
     }
 
+    /// The layer, or an error naming the bad size.
     pub fn init(&self, device: &Device) -> Result<RnnPoolLayer, RnnPoolError> {
         if self.patch_size.contains(&0) {
             return Err(RnnPoolError::ZeroPatch { patch: self.patch_size });
@@ -53,9 +56,12 @@ impl RnnPoolLayerConfig {
 /// `[batch, 4 * hidden2, Ho + 1, Wo + 1]`.
 #[derive(Module, Debug)]
 pub struct RnnPoolLayer {
+    /// The operator over one patch.
     pub pool: RnnPool,
+    /// `[rows, columns]` of a patch.
     #[module(skip)]
     pub patch_size: [usize; 2],
+    /// `[rows, columns]` between patches.
     #[module(skip)]
     pub stride: [usize; 2],
 }
@@ -78,6 +84,7 @@ impl RnnPoolLayer {
         self.try_forward(x).unwrap_or_else(|e| panic!("RnnPoolLayer: {e}"))
     }
 
+    /// [`RnnPoolLayer::forward`] with bad shapes as an error instead of a panic.
     pub fn try_forward(&self, x: Tensor<4>) -> Result<Tensor<4>, RnnPoolError> {
         let y = self.pool.pool_map(x, self.patch_size, self.stride)?;
         Ok(replicate_last_row_and_column(y))

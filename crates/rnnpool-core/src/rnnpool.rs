@@ -42,6 +42,7 @@ pub struct RnnPoolConfig {
 }
 
 impl RnnPoolConfig {
+    /// The operator, or an error naming the bad size.
     pub fn init(&self, device: &Device) -> Result<RnnPool, RnnPoolError> {
         if self.in_channels == 0 {
             return Err(RnnPoolError::ZeroChannels);
@@ -64,13 +65,17 @@ impl RnnPoolConfig {
 /// start at zero, as in the original code.
 #[derive(Module, Debug)]
 pub struct RnnPool {
+    /// The cell over each row and column of a patch.
     pub rnn1: RnnCell,
+    /// The cell over the row and column summaries, both directions.
     pub rnn2: RnnCell,
+    /// Fused kernel or composed ops.
     #[module(skip)]
     pub implementation: RnnPoolImpl,
 }
 
 impl RnnPool {
+    /// Input channels.
     pub fn in_channels(&self) -> usize {
         match &self.rnn1 {
             RnnCell::FastGrnn(c) => c.input_size(),
@@ -79,6 +84,7 @@ impl RnnPool {
         }
     }
 
+    /// RNN2's hidden size (the output has four times as many channels).
     pub fn hidden2(&self) -> usize {
         match &self.rnn2 {
             RnnCell::FastGrnn(c) => c.hidden_size(),

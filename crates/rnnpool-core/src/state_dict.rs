@@ -13,7 +13,9 @@ use crate::RnnPoolError;
 /// One tensor of a state_dict: its shape and values (row-major).
 #[derive(Clone, Debug, PartialEq)]
 pub struct StateTensor {
+    /// Dimensions.
     pub shape: Vec<usize>,
+    /// Values in row-major order.
     pub values: Vec<f64>,
     /// The dtype in the file (`F32`, `F64`, ...).
     pub dtype: DType,
@@ -35,6 +37,7 @@ impl StateDict {
         if is_safetensors { Self::load_safetensors(path) } else { Self::load_pytorch(path) }
     }
 
+    /// Reads a `.safetensors` file.
     pub fn load_safetensors(path: &Path) -> Result<Self, RnnPoolError> {
         let read_err = |message: String| RnnPoolError::Read { path: path.into(), message };
         let bytes = std::fs::read(path).map_err(|e| read_err(e.to_string()))?;
@@ -58,6 +61,7 @@ impl StateDict {
         Ok(Self { path: path.into(), tensors, metadata })
     }
 
+    /// Reads a PyTorch `torch.save(state_dict)` file.
     pub fn load_pytorch(path: &Path) -> Result<Self, RnnPoolError> {
         let read_err = |message: String| RnnPoolError::Read { path: path.into(), message };
         let reader =
@@ -76,6 +80,7 @@ impl StateDict {
         Ok(Self { path: path.into(), tensors, metadata: HashMap::new() })
     }
 
+    /// The file it was read from.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -85,10 +90,12 @@ impl StateDict {
         &self.metadata
     }
 
+    /// Every tensor's name.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.tensors.keys().map(String::as_str)
     }
 
+    /// Whether a tensor of that name is there.
     pub fn contains(&self, key: &str) -> bool {
         self.tensors.contains_key(key)
     }

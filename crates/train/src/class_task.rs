@@ -23,7 +23,9 @@ use crate::task::{Evaluation, StepLoss, Task, loader_pool};
 
 /// One split of a classification data set.
 pub enum ClassData {
+    /// Photos (ImageNet, ImageNet-10, VWW).
     Images(ImageClassDataset),
+    /// Fashion-MNIST.
     Fashion(FashionMnistDataset),
 }
 
@@ -36,6 +38,7 @@ impl ClassData {
         .map_err(|e| TrainError::Dataset(e.to_string()))
     }
 
+    /// Samples.
     pub fn len(&self) -> usize {
         match self {
             Self::Images(d) => d.len(),
@@ -43,6 +46,7 @@ impl ClassData {
         }
     }
 
+    /// No samples.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -90,8 +94,11 @@ fn split(cfg: &Config, split: &str, train: bool) -> Result<ClassData, TrainError
     Ok(ClassData::Images(ImageClassDataset::new(list, pipeline, cfg.train.seed, &d.root)?.with_skip_bad(d.skip_bad)))
 }
 
+/// Classification training: cross-entropy, top-1 and top-5 accuracy.
 pub struct ClassTask {
+    /// The training split.
     pub train: ClassData,
+    /// The validation split.
     pub val: ClassData,
     /// Seed and epoch of the dropout masks.
     seed: u64,
@@ -102,6 +109,7 @@ pub struct ClassTask {
 }
 
 impl ClassTask {
+    /// The training and validation splits `cfg` names.
     pub fn new(cfg: &Config, device: &Device) -> Result<Self, TrainError> {
         Ok(Self {
             train: split(cfg, &cfg.data.train_split, true)?,

@@ -40,6 +40,7 @@ pub fn load_batch(ds: &FaceDataset, indices: &[usize], device: &Device) -> Resul
     Ok(FaceBatcher.batch(items, device))
 }
 
+/// The multibox loss of `model` on `batch`.
 pub fn batch_loss(model: &FaceDetector, batch: FaceBatch) -> Result<MultiboxLoss, TrainError> {
     let out = model.forward(batch.images)?;
     let priors = priors_host(out.priors);
@@ -48,10 +49,13 @@ pub fn batch_loss(model: &FaceDetector, batch: FaceBatch) -> Result<MultiboxLoss
 
 /// Validation loss and each image's detections (normalised) over the whole of `ds`.
 pub struct FaceEval {
+    /// Mean loss per batch.
     pub loss: f64,
+    /// Each image's detections, normalised.
     pub detections: Vec<Vec<Detection>>,
 }
 
+/// Validation loss and detections of `model` over all of `ds`, `batch` images at a time.
 pub fn evaluate(
     model: &FaceDetector,
     ds: &FaceDataset,
@@ -85,21 +89,27 @@ pub fn evaluate(
 pub struct FaceTask {
     /// Evaluate with the multi-scale + mirror test instead of the single input.
     pub multiscale: bool,
+    /// Grey 320 (QVGA) rather than RGB 640 (VGA) input.
     pub qvga: bool,
     /// `eval_tools/ground_truth` of a WIDER FACE tree whose `val` split is evaluated.
     pub wider_gt: Option<std::path::PathBuf>,
+    /// The training split.
     pub train: FaceDataset,
+    /// The validation split.
     pub val: FaceDataset,
     /// `(width, height)` of each validation image, read once.
     val_sizes: Vec<(f32, f32)>,
     val_truths: Vec<GroundTruth>,
+    /// Detection settings of the evaluation.
     pub detect: DetectConfig,
+    /// Images per evaluation batch (test inputs: one).
     pub eval_batch: usize,
     loaders: rayon::ThreadPool,
     device: Device,
 }
 
 impl FaceTask {
+    /// The training and validation splits `cfg` names, for a QVGA or VGA model.
     pub fn new(cfg: &Config, qvga: bool, device: &Device) -> Result<Self, TrainError> {
         let make = |split: &str, pipeline| -> Result<FaceDataset, TrainError> {
             Ok(FaceDataset::new(face_list(&cfg.data, split)?, pipeline, cfg.train.seed, &cfg.data.root)?

@@ -1,7 +1,7 @@
 //! `cargo run --release -p train -- --config configs/s3fd_rnnpool.toml` trains; `eval` and
 //! `detect` use a checkpoint. Results go to stdout, logs (tracing) and progress to stderr.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -83,7 +83,7 @@ struct DetectArgs {
     out: PathBuf,
 }
 
-fn load_config(path: &PathBuf, o: &Overrides) -> Result<Config> {
+fn load_config(path: &Path, o: &Overrides) -> Result<Config> {
     let mut cfg = Config::load(path)?;
     if let Some(v) = o.epochs {
         cfg.train.epochs = v;

@@ -6,21 +6,30 @@ use std::path::Path;
 use image::{Rgb, RgbImage};
 use serde::{Deserialize, Serialize};
 
+/// One epoch's row of `metrics.csv`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct EpochMetrics {
+    /// The epoch, from 1.
     pub epoch: usize,
+    /// Optimizer steps taken at its end.
     pub step: usize,
+    /// The learning rate of its last step.
     pub lr: f64,
+    /// Mean training loss.
     pub train_loss: f64,
     /// Detection: localisation and classification parts of the training loss.
     pub train_loc: Option<f64>,
+    /// Detection: mean classification loss.
     pub train_conf: Option<f64>,
+    /// Mean validation loss, when evaluated.
     pub val_loss: Option<f64>,
     /// Detection: WIDER-protocol AP on the validation split.
     pub val_ap: Option<f64>,
     /// Classification: top-1 / top-5 accuracy on the validation split.
     pub val_top1: Option<f64>,
+    /// Classification: top-5 accuracy.
     pub val_top5: Option<f64>,
+    /// Training throughput.
     pub images_per_s: f64,
 }
 
@@ -58,6 +67,7 @@ fn cell(v: Option<f64>) -> String {
     v.map(|v| format!("{v:.6}")).unwrap_or_default()
 }
 
+/// The rows as CSV with a header.
 pub fn to_csv(rows: &[EpochMetrics]) -> String {
     let mut out = COLUMNS.join(",") + "\n";
     for r in rows {

@@ -4,14 +4,19 @@
 
 use std::f64::consts::PI;
 
+/// Linear warm-up then a half cosine to zero, per iteration.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct WarmupCosine {
+    /// The peak learning rate.
     pub base_lr: f64,
+    /// Iterations of linear warm-up.
     pub warmup_iters: usize,
+    /// Iterations in the run.
     pub total_iters: usize,
 }
 
 impl WarmupCosine {
+    /// The learning rate of iteration `iter` (from 0).
     pub fn lr(&self, iter: usize) -> f64 {
         if iter < self.warmup_iters {
             return self.base_lr * iter as f64 / self.warmup_iters as f64;

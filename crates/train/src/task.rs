@@ -8,24 +8,37 @@ use zoo::Net;
 
 /// A micro-batch's loss and, for detection, its localisation and classification parts.
 pub struct StepLoss {
+    /// The loss to differentiate.
     pub total: Tensor<1>,
+    /// Detection: its localisation part.
     pub loc: Option<f64>,
+    /// Detection: its classification part.
     pub conf: Option<f64>,
 }
 
+/// A validation pass's results.
 #[derive(Clone, Debug, Default)]
 pub struct Evaluation {
+    /// Mean validation loss.
     pub loss: f64,
+    /// Detection: WIDER-protocol AP over all faces.
     pub ap: Option<f64>,
     /// WIDER FACE Easy / Medium / Hard AP, when the official ground-truth .mat files are there.
     pub ap_settings: Option<[f64; 3]>,
+    /// Classification: top-1 accuracy.
     pub top1: Option<f64>,
+    /// Classification: top-5 accuracy.
     pub top5: Option<f64>,
 }
 
+/// What the training loop needs of a task.
 pub trait Task: Send + Sync {
     /// Training samples.
     fn len(&self) -> usize;
+    /// No training samples.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// The epoch whose augmentation the training samples draw.
     fn set_epoch(&self, epoch: u64);
     /// The loss of `net` (on the autodiff `device`, whose plain device gets the batch).

@@ -262,8 +262,8 @@ impl<'a> Run<'a> {
     /// lowest validation loss, `best.ckpt`; between epochs a checkpoint every
     /// `checkpoint_every` steps.
     fn after_step(&mut self, net: &Net) -> Result<(), TrainError> {
-        if self.state.step % self.plan.steps_per_epoch != 0 {
-            if self.state.step % self.cfg.train.checkpoint_every == 0 {
+        if !self.state.step.is_multiple_of(self.plan.steps_per_epoch) {
+            if self.state.step.is_multiple_of(self.cfg.train.checkpoint_every) {
                 self.state.save(&self.out.join(LAST), net, &self.optim)?;
             }
             return Ok(());
@@ -271,7 +271,7 @@ impl<'a> Run<'a> {
         let epoch = self.state.step / self.plan.steps_per_epoch;
         let secs = self.epoch_start.elapsed().as_secs_f64().max(1e-9);
         let mut row = self.sums.row(epoch, self.state.step, self.schedule.lr(self.state.step - 1), secs);
-        if epoch % self.cfg.train.eval_every == 0 || epoch == self.cfg.train.epochs {
+        if epoch.is_multiple_of(self.cfg.train.eval_every) || epoch == self.cfg.train.epochs {
             let e = self.task.evaluate(&net.valid())?;
             (row.val_loss, row.val_ap, row.val_top1, row.val_top5) = (Some(e.loss), e.ap, e.top1, e.top5);
             tracing::info!(epoch, val_loss = e.loss, val_ap = ?e.ap, easy_medium_hard = ?e.ap_settings, val_top1 = ?e.top1, "evaluated");

@@ -8,6 +8,7 @@ use crate::error::ZooError;
 
 /// A face detector or one of the classifiers.
 #[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)] // one per run: boxing would only add an indirection
 pub enum Net {
     /// An RNNPool face detector (S3FD heads).
     Face(FaceDetector),

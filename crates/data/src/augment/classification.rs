@@ -7,10 +7,13 @@ use image::imageops::{self, FilterType};
 
 use super::rng::AugRng;
 
+/// ImageNet's per-channel mean (RGB, 0..1).
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+/// ImageNet's per-channel standard deviation.
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 /// RandomResizedCrop's scale range for ImageNet and for Visual Wake Words.
 pub const IMAGENET_SCALE: (f64, f64) = (0.08, 1.0);
+/// RandomResizedCrop's area range for Visual Wake Words.
 pub const VWW_SCALE: (f64, f64) = (0.2, 1.0);
 const RATIO: (f64, f64) = (3.0 / 4.0, 4.0 / 3.0);
 

@@ -11,9 +11,13 @@ use crate::wider::FaceBox;
 /// result is filled.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Rect {
+    /// Left edge (may be negative: outside the image).
     pub x: i64,
+    /// Top edge (may be negative).
     pub y: i64,
+    /// Width.
     pub w: u32,
+    /// Height.
     pub h: u32,
 }
 

@@ -9,8 +9,11 @@ use super::rng::AugRng;
 /// Largest relative change of brightness (0.125), contrast (0.5) and saturation (0.5), and of
 /// hue in PIL's 0..=255 hue units (18).
 pub const BRIGHTNESS: f64 = 0.125;
+/// Contrast factors are drawn from `1 ± CONTRAST`.
 pub const CONTRAST: f64 = 0.5;
+/// Saturation factors are drawn from `1 ± SATURATION`.
 pub const SATURATION: f64 = 0.5;
+/// Hue shifts are drawn from `± HUE` degrees.
 pub const HUE: f64 = 18.0;
 
 /// PIL's luma (ITU-R 601-2), as `ImageEnhance` blends with it.

@@ -1,10 +1,12 @@
 //! The augmentation's random numbers: SplitMix64, seeded per sample from (seed, epoch, index)
 //! so that a sample's augmentation does not depend on which worker draws it or in what order.
 
+/// A small seeded generator (SplitMix64): every augmentation draws from one, so a sample's augmentation is a function of its seed.
 #[derive(Clone, Debug)]
 pub struct AugRng(u64);
 
 impl AugRng {
+    /// A generator seeded with `seed`.
     pub fn new(seed: u64) -> Self {
         Self(seed)
     }
@@ -17,6 +19,7 @@ impl AugRng {
         Self(r.next_u64() ^ index.wrapping_mul(0x8CB9_2BA7_2F3D_8DD7))
     }
 
+    /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;

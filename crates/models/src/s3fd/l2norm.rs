@@ -5,6 +5,7 @@ use burn::module::{Initializer, Param};
 use burn::prelude::*;
 use rnnpool_core::{RnnPoolError, StateDict};
 
+/// S3FD's L2Norm: each pixel's channel vector scaled to unit length, then by a learnt per-channel scale.
 #[derive(Module, Debug)]
 pub struct L2Norm {
     /// `[channels]`
@@ -24,6 +25,7 @@ impl L2Norm {
         x / norm * self.weight.val().reshape([1, c, 1, 1])
     }
 
+    /// Loads the scale from `key` of `state`.
     pub fn load(&mut self, state: &StateDict, key: &str) -> Result<(), RnnPoolError> {
         let (device, dtype) = (self.weight.device(), self.weight.val().dtype());
         let shape = self.weight.dims();

@@ -35,9 +35,11 @@ pub fn priors(
 
 /// The QVGA (monochrome, 320x240) configuration of EdgeML's `config_qvga.py`.
 pub const QVGA_STEPS: [usize; 4] = [8, 8, 16, 16];
+/// The QVGA anchor sizes, in input pixels.
 pub const QVGA_ANCHORS: [usize; 4] = [8, 16, 32, 48];
 /// The VGA (RGB, 640x480) configuration of EdgeML's `config.py`.
 pub const VGA_STEPS: [usize; 6] = [4, 8, 16, 32, 64, 128];
+/// The VGA anchor sizes, in input pixels.
 pub const VGA_ANCHORS: [usize; 6] = [16, 32, 64, 128, 256, 512];
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The fused RNNPool layer as a burn backend extension: one primitive for the forward pass and
 //! one for its gradient, implemented for the CPU backends (Flex, NdArray) by the kernel in
-//! [`super::kernel`], for burn's CubeCL backend (wgpu) by the kernels in `super::cube`, and for
+//! `super::kernel`, for burn's CubeCL backend (wgpu) by the kernels in `super::cube`, and for
 //! `Autodiff` by registering that gradient as the backward step.
 
 #![allow(deprecated)] // NdArray is deprecated in burn 0.22 but remains a supported backend.
@@ -23,11 +23,17 @@ use super::scan::{CellGrads, CellView};
 #[derive(ExtensionType, Clone, Debug)]
 #[extension_type(fusion: cfg(feature = "wgpu"))]
 pub struct CellTensors<B: Backend> {
+    /// `[input, hidden]`, used as `x·W`.
     pub w: FloatTensor<B>,
+    /// `[hidden, hidden]`.
     pub u: FloatTensor<B>,
+    /// `[1, hidden]`.
     pub bias_gate: FloatTensor<B>,
+    /// `[1, hidden]`.
     pub bias_update: FloatTensor<B>,
+    /// `[1, 1]`, before its sigmoid.
     pub zeta: FloatTensor<B>,
+    /// `[1, 1]`, before its sigmoid.
     pub nu: FloatTensor<B>,
 }
 
@@ -41,9 +47,12 @@ impl<B: Backend> CellTensors<B> {
 #[derive(ExtensionType, Debug)]
 #[extension_type(fusion: cfg(feature = "wgpu"))]
 pub struct RnnPoolGrads<B: Backend> {
+    /// Of the input map.
     pub x: FloatTensor<B>,
+    /// Of RNN1's parameters.
     #[extension_type]
     pub rnn1: CellTensors<B>,
+    /// Of RNN2's parameters.
     #[extension_type]
     pub rnn2: CellTensors<B>,
 }

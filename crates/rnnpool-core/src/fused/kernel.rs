@@ -39,11 +39,13 @@ impl PatchGrid {
     }
 
     /// Patches over the whole batch.
+    #[cfg_attr(not(feature = "wgpu"), allow(dead_code))] // the GPU kernels' launch sizes
     pub fn patches(&self) -> usize {
         self.batch * self.out_h() * self.out_w()
     }
 
     /// RNN1 sweeps per patch: one per row and one per column.
+    #[cfg_attr(not(feature = "wgpu"), allow(dead_code))] // the GPU kernels' launch sizes
     pub fn lines(&self) -> usize {
         self.patch[0] + self.patch[1]
     }

@@ -3,8 +3,8 @@
 
 pub mod backend;
 #[cfg(feature = "wgpu")]
-pub mod cube;
-pub mod kernel;
-pub mod real;
-pub mod scan;
-pub mod small;
+pub(crate) mod cube;
+pub(crate) mod kernel;
+pub(crate) mod real;
+pub(crate) mod scan;
+pub(crate) mod small;

@@ -9,9 +9,13 @@ use models::s3fd::boxes::{VARIANCES, corners, encode, iou};
 /// at `high`; regression targets encoded with `variances`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct MatchConfig {
+    /// Candidates for scale compensation have IoU above this.
     pub low: f32,
+    /// Positives have IoU at least this.
     pub mid: f32,
+    /// Well-matched faces have IoU at least this.
     pub high: f32,
+    /// Centre and size variances of the box coding.
     pub variances: [f32; 2],
 }
 
@@ -25,11 +29,14 @@ impl Default for MatchConfig {
 /// Per prior: whether it is a face, and its regression target (SSD-encoded).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Matches {
+    /// Per prior: a face.
     pub positive: Vec<bool>,
+    /// Per prior: the encoded offsets of its face.
     pub targets: Vec<[f32; 4]>,
 }
 
 impl Matches {
+    /// Positive priors.
     pub fn num_positive(&self) -> usize {
         self.positive.iter().filter(|&&p| p).count()
     }

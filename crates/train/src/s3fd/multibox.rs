@@ -11,7 +11,9 @@ use super::matcher::{MatchConfig, Matches, match_priors};
 /// The loss's settings: the matcher's, and how many negatives are kept per positive.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct MultiboxConfig {
+    /// The matcher's settings.
     pub matching: MatchConfig,
+    /// Negatives kept per positive.
     pub neg_pos_ratio: usize,
 }
 
@@ -22,13 +24,18 @@ impl Default for MultiboxConfig {
     }
 }
 
+/// The two parts of the loss, each over the batch's positives.
 pub struct MultiboxLoss {
+    /// Smooth-L1 on the positives' offsets.
     pub loc: Tensor<1>,
+    /// Cross-entropy on positives and mined negatives.
     pub conf: Tensor<1>,
+    /// Positive priors in the batch.
     pub positives: usize,
 }
 
 impl MultiboxLoss {
+    /// `loc + conf`.
     pub fn total(&self) -> Tensor<1> {
         self.loc.clone() + self.conf.clone()
     }

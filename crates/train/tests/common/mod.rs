@@ -51,7 +51,7 @@ fn train_fashion(
     devices: &[burn::prelude::Device],
     batch: usize,
     accumulation: usize,
-) -> Option<(Config, Vec<(String, Vec<f32>)>)> {
+) -> Option<(Config, weights::Named)> {
     let mut cfg = fashion_config("fashion_mnist_avgpool")?;
     cfg.model.name = model.parse().unwrap();
     cfg.output.dir = tmp(name);

@@ -3,6 +3,9 @@
 use burn::prelude::*;
 use zoo::Net;
 
+/// Watched weights by name.
+pub type Named = Vec<(String, Vec<f32>)>;
+
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
 }

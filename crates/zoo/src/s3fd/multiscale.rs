@@ -23,8 +23,8 @@ pub fn bbox_vote(mut dets: Vec<Detection>, keep: usize) -> Vec<Detection> {
         let total: f32 = group.iter().map(|d| d.score).sum();
         let mut bbox = [0.0f32; 4];
         for d in &group {
-            for k in 0..4 {
-                bbox[k] += d.bbox[k] * d.score / total;
+            for (b, v) in bbox.iter_mut().zip(d.bbox) {
+                *b += v * d.score / total;
             }
         }
         out.push(Detection { bbox, score: first.score });
