@@ -1,21 +1,27 @@
 #!/usr/bin/env python3
 """PyTorch twin of `cargo bench -p train --bench train_step`: one training step (forward, loss,
-backward, SGD momentum 0.9) of RNNPool-Face-M4 (batch 8 x 1x320x320) and RNNPool-Face-Quant
-(batch 32 x 3x640x640), both with the S3FD multibox loss (matching and 3:1 hard negative mining
-on the same fixed faces), and of the VWW MobileNetV2-0.35x-RNNPool (batch 16 x 3x224x224,
-cross-entropy). Median ms over steps.
+backward, SGD with momentum 0.9) of every model a shipped config trains, as rnnpool-rs builds it,
+in eager PyTorch. Face models take the S3FD multibox loss (matching with scale compensation, 3:1
+hard negative mining) on the same fixed faces, classifiers cross-entropy. Median ms over steps
+after one warm-up step; one JSON line per case with the Rust bench's keys.
 
-  python3 scripts/bench_train_step.py --threads 2 --steps 10 [--case face_m4|face_quant|vww]
-  python3 scripts/bench_train_step.py --device cuda --case face_m4 --batch 64   # the paper's M4 batch
+  python3 scripts/bench_train_step.py [--case NAME]... [--batch N] [--size S] [--steps N]
+      [--threads N] [--device cpu|cuda]
 
---batch and --size override the batch (8, 32, 16) and input side (320, 640, 224); `all` leaves
-out face_quant, as the Rust bench does. On CUDA the step is timed
-after torch.cuda.synchronize(); the first step (warm-up) is not counted.
-
-The RNNPool layer is scripts/torch_rnnpool.py's (checked against the fixtures); the
-rest follows EdgeML's RPool_Face_M4.py and model_mobilenet_rnnpool.py. Needs torch.
+Cases (default batch, input): face_m4 (8, 1x320x320), face_qvga (4, 1x320x320), face_quant and
+face_c (4, 3x320x320), vww (16, 3x224x224), imagenet_rnnpool (8, 3x224x224, 10 classes),
+densenet_rnnpool (4, 3x224x224, 10 classes), fashion (64, 1x28x28). The RNNPool layer is
+scripts/torch_rnnpool.py's (checked against the fixtures); the face models follow EdgeML's
+RPool_Face_*.py, the classifiers torchvision's MobileNetV2 and DenseNet121 with RNNPool as the
+paper places it. Needs torch.
 """
-import argparse, json, math, os, sys, time
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -29,6 +35,8 @@ def cbr(cin, cout, k=3, s=1, g=1):
 
 
 class IR(nn.Module):
+    """MobileNetV2's inverted residual."""
+
     def __init__(self, cin, cout, s, t):
         super().__init__()
         h = cin * t
@@ -48,78 +56,71 @@ class L2Norm(nn.Module):
         return x / (x.pow(2).sum(1, keepdim=True).sqrt() + 1e-10) * self.w.view(1, -1, 1, 1)
 
 
-def rnnpool_map(layer, x):
-    out = layer(x)  # [B, 4*h2, Ho, Wo]; replicate the last row and column as the face models do
-    return F.pad(out, (0, 1, 0, 1), mode="replicate")
+def repeat(n, block):
+    return [block] * n
 
 
-class S3FD(nn.Module):
-    """The heads of EdgeML's RNNPool face models: L2Norm on the first three sources, a 3x3 loc and
-    conf conv per source, max-out over three background scores on the first."""
+# name: (input channels, stem convs (cin, cout, stride), RNNPool (channels, hidden), blocks
+# (cin, cout, stride, expansion), sources (None: the stem's output, i: after block i), head
+# kernels, VGA), as rnnpool-rs's models::face builds them.
+FACES = {
+    "face_m4": (1, [(1, 4, 2)], (4, 16), [(64, 32, 1, 2), (32, 32, 1, 2), (32, 64, 2, 2), (64, 64, 1, 2)],
+                [0, 1, 2, 3], [3] * 4, False),
+    "face_qvga": (1, [(1, 4, 2)], (4, 16),
+                  [(64, 32, 1, 2)] + repeat(7, (32, 32, 1, 2)) + [(32, 96, 2, 2)] + repeat(2, (96, 96, 1, 2))
+                  + [(96, 128, 1, 2)] + repeat(2, (128, 128, 1, 2)), [3, 7, 10, 13], [3] * 4, False),
+    "face_quant": (3, [(3, 4, 2), (4, 4, 1)], (4, 8),
+                   [(32, 16, 1, 2)] + repeat(3, (16, 16, 1, 2)) + [(16, 24, 2, 2)] + repeat(3, (24, 24, 1, 2))
+                   + [(24, 32, 2, 2), (32, 32, 1, 2), (32, 64, 2, 2), (64, 96, 2, 2)],
+                   [None, 3, 7, 9, 10, 11], [3] * 6, True),
+    "face_c": (3, [], (3, 16),
+               [(64, 24, 1, 1), (24, 24, 1, 6), (24, 32, 2, 6)] + repeat(2, (32, 32, 1, 6)) + [(32, 64, 2, 6)]
+               + repeat(3, (64, 64, 1, 6)) + [(64, 96, 2, 6)] + repeat(2, (96, 96, 1, 6))
+               + [(96, 160, 2, 6), (160, 160, 1, 6), (160, 320, 2, 6)], [1, 4, 8, 11, 13, 14], [5, 5, 5, 1, 1, 3], True),
+}
 
-    def heads(self, chans, head_in=None):
-        head_in = head_in or chans
+
+class Face(nn.Module):
+    """An RNNPool face detector with S3FD heads: L2Norm on the first three sources, a loc and a
+    conf conv per source, max-out over three background logits on the first; Face-Quant's
+    first source goes through a stride-2 ConvBNReLU6 (to 8 channels) in each head."""
+
+    def __init__(self, name):
+        super().__init__()
+        cin, stem, (rk, rh), blocks, sources, kernels, self.vga = FACES[name]
+        self.stem = nn.Sequential(*[cbr(i, o, 3, s) for i, o, s in stem])
+        self.rnn = RNNPoolLayer(rk, 8, 4, rh, rh)
+        self.blocks = nn.ModuleList([IR(*b) for b in blocks])
+        self.sources = sources
+        stem_out = stem[-1][1] if stem else cin
+        chans = [stem_out if s is None else blocks[s][1] for s in sources]
+        quant = name == "face_quant"
+        self.pre = nn.ModuleList([cbr(chans[0], 8, 3, 2), cbr(chans[0], 8, 3, 2)]) if quant else None
+        head_in = [8 if (k == 0 and quant) else c for k, c in enumerate(chans)]
         self.norms = nn.ModuleList([L2Norm(c, s) for c, s in zip(chans, (10, 8, 5))])
-        self.loc = nn.ModuleList([nn.Conv2d(c, 4, 3, 1, 1) for c in head_in])
-        self.conf = nn.ModuleList([nn.Conv2d(c, 4 if i == 0 else 2, 3, 1, 1) for i, c in enumerate(head_in)])
+        self.loc = nn.ModuleList([nn.Conv2d(c, 4, k, 1, (k - 1) // 2) for c, k in zip(head_in, kernels)])
+        self.conf = nn.ModuleList([nn.Conv2d(c, 4 if i == 0 else 2, k, 1, (k - 1) // 2) for i, (c, k) in enumerate(zip(head_in, kernels))])
+        self.steps, self.anchors = ((4, 8, 16, 32, 64, 128), (16, 32, 64, 128, 256, 512)) if self.vga else ((8, 8, 16, 16), (8, 16, 32, 48))
 
-    def detect(self, srcs, pre=None):
-        locs, confs, maps = [], [], []
-        b = srcs[0].shape[0]
-        for i, s in enumerate(srcs):
-            s = self.norms[i](s) if i < 3 else s
-            l_in, c_in = (pre[0](s), pre[1](s)) if (pre and i == 0) else (s, s)
-            l, c = self.loc[i](l_in), self.conf[i](c_in)
-            if i == 0:
+    def forward(self, x):
+        stem = self.stem(x)
+        feats = [stem] if None in self.sources else []
+        h = self.rnn(stem)
+        for i, block in enumerate(self.blocks):
+            h = block(h)
+            if i in self.sources:
+                feats.append(h)
+        locs, confs, maps, b = [], [], [], x.shape[0]
+        for k, f in enumerate(feats):
+            f = self.norms[k](f) if k < 3 else f
+            l_in, c_in = (self.pre[0](f), self.pre[1](f)) if (self.pre is not None and k == 0) else (f, f)
+            l, c = self.loc[k](l_in), self.conf[k](c_in)
+            if k == 0:
                 c = torch.cat([c[:, :3].max(1, keepdim=True)[0], c[:, 3:]], 1)
             maps.append(l.shape[2:])
             locs.append(l.permute(0, 2, 3, 1).reshape(b, -1))
             confs.append(c.permute(0, 2, 3, 1).reshape(b, -1))
         return torch.cat(locs, 1).view(b, -1, 4), torch.cat(confs, 1).view(b, -1, 2), maps
-
-
-class FaceM4(S3FD):
-    steps, anchors = (8, 8, 16, 16), (8, 16, 32, 48)
-
-    def __init__(self):
-        super().__init__()
-        self.conv = cbr(1, 4, 3, 2)
-        self.rnn = RNNPoolLayer(4, 8, 4, 16, 16)
-        self.mob = nn.ModuleList([IR(64, 32, 1, 2), IR(32, 32, 1, 2), IR(32, 64, 2, 2), IR(64, 64, 1, 2)])
-        self.heads([32, 32, 64, 64])
-
-    def forward(self, x):
-        h, srcs = rnnpool_map(self.rnn, self.conv(x)), []
-        for m in self.mob:
-            h = m(h)
-            srcs.append(h)
-        return self.detect(srcs)
-
-
-class FaceQuant(S3FD):
-    """RPool_Face_Quant: two 3x3 convs, RNNPool (4 channels, hidden 8), 12 inverted residuals;
-    the first source is the stem's output through a stride-2 ConvBNReLU6 (4 -> 8) per head."""
-    steps, anchors = (4, 8, 16, 32, 64, 128), (16, 32, 64, 128, 256, 512)
-    blocks = [(32, 16, 1, 2)] + [(16, 16, 1, 2)] * 3 + [(16, 24, 2, 2)] + [(24, 24, 1, 2)] * 3 + [
-        (24, 32, 2, 2), (32, 32, 1, 2), (32, 64, 2, 2), (64, 96, 2, 2)]
-    sources = (3, 7, 9, 10, 11)
-
-    def __init__(self):
-        super().__init__()
-        self.stem = nn.Sequential(cbr(3, 4, 3, 2), cbr(4, 4, 3, 1))
-        self.rnn = RNNPoolLayer(4, 8, 4, 8, 8)
-        self.mob = nn.ModuleList([IR(*b) for b in self.blocks])
-        self.pre = nn.ModuleList([cbr(4, 8, 3, 2), cbr(4, 8, 3, 2)])
-        chans = [4, 16, 24, 32, 64, 96]
-        self.heads(chans, [8] + chans[1:])
-
-    def forward(self, x):
-        stem = self.stem(x)
-        h, feats = rnnpool_map(self.rnn, stem), []
-        for m in self.mob:
-            h = m(h)
-            feats.append(h)
-        return self.detect([stem] + [feats[i] for i in self.sources], self.pre)
 
 
 def priors(img, maps, steps, anchors, device="cpu"):
@@ -134,7 +135,7 @@ def priors(img, maps, steps, anchors, device="cpu"):
 def iou(a, b):
     lt, rb = torch.max(a[:, None, :2], b[None, :, :2]), torch.min(a[:, None, 2:], b[None, :, 2:])
     inter = (rb - lt).clamp(min=0).prod(2)
-    area = lambda t: (t[:, 2] - t[:, 0]) * (t[:, 3] - t[:, 1])
+    area = lambda t: (t[:, 2] - t[:, 0]) * (t[:, 3] - t[:, 1])  # noqa: E731
     return inter / (area(a)[:, None] + area(b)[None] - inter)
 
 
@@ -176,46 +177,120 @@ def multibox(loc, conf, pri, faces):
     return (loss_l + loss_c) / n
 
 
-class VWW(nn.Module):
-    def __init__(self):
+def make_divisible(v, d=8):
+    r = max(d, int(v + d / 2) // d * d)
+    return r + d if r < 0.9 * v else r
+
+
+class MobileNetV2RNNPool(nn.Module):
+    """torchvision's MobileNetV2 with an RNNPool in place of stages 1-3 (patch 6, stride 4):
+    ImageNet's (h1 = h2 = 16) or the Visual Wake Words model (width 0.35, stem 8, h 8, last 320)."""
+
+    def __init__(self, classes, width=1.0, stem=None, hidden=16, last=None):
         super().__init__()
-        self.init = cbr(3, 8, 3, 2)
-        self.rnn = RNNPoolLayer(8, 6, 4, 8, 8)
-        cfg, cin, layers = [(6, 24, 4, 2), (6, 32, 3, 1), (6, 56, 3, 2), (6, 112, 1, 1)], 32, []
-        for t, c, n, s in cfg:
+        stem = stem or make_divisible(32 * width)
+        last = last or make_divisible(1280 * max(1.0, width))
+        self.stem = cbr(3, stem, 3, 2)
+        self.rnn = RNNPoolLayer(stem, 6, 4, hidden, hidden)
+        cin, layers = 4 * hidden, []
+        for t, c, n, s in [(6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)] if width == 1.0 else \
+                [(6, 24, 4, 2), (6, 32, 3, 1), (6, 56, 3, 2), (6, 112, 1, 1)]:
+            c = make_divisible(c * width) if width == 1.0 else c
             for i in range(n):
                 layers.append(IR(cin, c, s if i == 0 else 1, t))
                 cin = c
-        self.features = nn.Sequential(*layers, cbr(cin, 320, 1))
-        self.fc = nn.Linear(320, 2)
+        self.features = nn.Sequential(*layers, cbr(cin, last, 1))
+        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(last, classes))
 
     def forward(self, x):
-        h = self.features(rnnpool_map(self.rnn, self.init(x)))
-        return self.fc(h.mean((2, 3)))
+        return self.classifier(self.features(self.rnn(self.stem(x))).mean((2, 3)))
 
 
-def bench(case, steps, device="cpu", batch=None, size=None):
-    face = case in ("face_m4", "face_quant")
-    if case == "face_m4":
-        model, batch, size, channels = FaceM4(), batch or 8, size or 320, 1
-    elif case == "face_quant":
-        model, batch, size, channels = FaceQuant(), batch or 32, size or 640, 3
-    else:
-        model, batch, size, channels = VWW(), batch or 16, size or 224, 3
-        labels = torch.arange(batch, device=device) % 2
-    if face:
-        faces = [torch.tensor([[0.1 + 0.02 * i, 0.1, 0.15 + 0.02 * i, 0.16], [0.4, 0.3 + 0.02 * i, 0.5, 0.42 + 0.02 * i], [0.6, 0.6, 0.85, 0.9]], device=device) for i in range(batch)]
-    model = model.to(device)
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+class DenseLayer(nn.Module):
+    def __init__(self, cin, growth=32, bn_size=4):
+        super().__init__()
+        self.f = nn.Sequential(nn.BatchNorm2d(cin), nn.ReLU(), nn.Conv2d(cin, bn_size * growth, 1, bias=False),
+                               nn.BatchNorm2d(bn_size * growth), nn.ReLU(), nn.Conv2d(bn_size * growth, growth, 3, 1, 1, bias=False))
+
+    def forward(self, x):
+        return torch.cat([x, self.f(x)], 1)
+
+
+def transition(cin, cout):
+    return nn.Sequential(nn.BatchNorm2d(cin), nn.ReLU(), nn.Conv2d(cin, cout, 1, bias=False), nn.AvgPool2d(2, 2))
+
+
+class DenseNetRNNPool(nn.Module):
+    """DenseNet121 with an RNNPool (patch 8, stride 4, h 48) after its 7x7 stem in place of the
+    max pool, dense blocks 1-2 and their transitions, then transition2 to 256 channels."""
+
+    def __init__(self, classes):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU())
+        self.rnn = RNNPoolLayer(64, 8, 4, 48, 48)
+        layers, c = [transition(192, 256)], 256
+        for b, n in enumerate((24, 16)):
+            layers += [DenseLayer(c + i * 32) for i in range(n)]
+            c += n * 32
+            if b == 0:
+                layers.append(transition(c, c // 2))
+                c //= 2
+        self.features = nn.Sequential(*layers, nn.BatchNorm2d(c), nn.ReLU())
+        self.classifier = nn.Linear(c, classes)
+
+    def forward(self, x):
+        return self.classifier(self.features(self.rnn(self.stem(x))).mean((2, 3)))
+
+
+class Fashion(nn.Module):
+    """The small 28x28 classifier: 3x3 stem (16), RNNPool (patch 4, stride 2, h 8), three
+    inverted residuals, 1x1 to 128, mean, linear."""
+
+    def __init__(self, classes=10):
+        super().__init__()
+        self.stem, self.rnn = cbr(1, 16, 3, 1), RNNPoolLayer(16, 4, 2, 8, 8)
+        self.features = nn.Sequential(IR(32, 32, 1, 2), IR(32, 64, 2, 2), IR(64, 64, 1, 2), cbr(64, 128, 1))
+        self.fc = nn.Linear(128, classes)
+
+    def forward(self, x):
+        return self.fc(self.features(self.rnn(self.stem(x))).mean((2, 3)))
+
+
+# name: (model factory, default batch, channels, size, classes; 0 classes: a detector)
+CASES = {
+    "face_m4": (lambda: Face("face_m4"), 8, 1, 320, 0),
+    "face_qvga": (lambda: Face("face_qvga"), 4, 1, 320, 0),
+    "face_quant": (lambda: Face("face_quant"), 4, 3, 320, 0),
+    "face_c": (lambda: Face("face_c"), 4, 3, 320, 0),
+    "vww": (lambda: MobileNetV2RNNPool(2, width=0.35, stem=8, hidden=8, last=320), 16, 3, 224, 2),
+    "imagenet_rnnpool": (lambda: MobileNetV2RNNPool(10), 8, 3, 224, 10),
+    "densenet_rnnpool": (lambda: DenseNetRNNPool(10), 4, 3, 224, 10),
+    "fashion": (Fashion, 64, 1, 28, 10),
+}
+
+
+def faces(batch, device):
+    return [torch.tensor([[0.1 + 0.02 * i, 0.1, 0.15 + 0.02 * i, 0.16], [0.4, 0.3 + 0.02 * i, 0.5, 0.42 + 0.02 * i],
+                          [0.6, 0.6, 0.85, 0.9]], device=device) for i in range(batch)]
+
+
+def bench(case, steps, device, batch, size):
+    make, default_batch, channels, default_size, classes = CASES[case]
+    batch, size = batch or default_batch, size or default_size
+    torch.manual_seed(0)
+    model = make().to(device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    labels = torch.arange(batch, device=device) % max(classes, 1)
+    boxes = faces(batch, device)
     times = []
-    for _ in range(steps + 1):
-        x = torch.randn(batch, channels, size, size, device=device) * (60 if face else 1)
+    for _ in range(steps + 1):  # the first step warms up and is not counted
+        x = torch.randn(batch, channels, size, size, device=device) * (60 if classes == 0 else 1)
         sync()
         t0 = time.perf_counter()
-        if face:
+        if classes == 0:
             loc, conf, maps = model(x)
-            loss = multibox(loc, conf, priors(size, maps, model.steps, model.anchors, device=device), faces)
+            loss = multibox(loc, conf, priors(size, maps, model.steps, model.anchors, device=device), boxes)
         else:
             loss = F.cross_entropy(model(x), labels)
         opt.zero_grad()
@@ -226,19 +301,23 @@ def bench(case, steps, device="cpu", batch=None, size=None):
     times = sorted(times[1:])
     ms = times[len(times) // 2] * 1e3
     name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
-    return {"case": case, "framework": "pytorch", "device": name, "threads": torch.get_num_threads(), "batch": batch, "size": size, "median_ms": round(ms, 1), "images_per_s": round(batch * 1e3 / ms, 1)}
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
+    return {"case": case, "framework": "pytorch", "device": name, "threads": torch.get_num_threads(), "batch": batch,
+            "size": size, "steps": steps, "median_ms": round(ms, 1), "images_per_s": round(batch * 1e3 / ms, 1),
+            "peak_rss_mb": round(rss)}
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--case", action="append", choices=sorted(CASES) + ["all"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--case", default="all")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--batch", type=int)
     ap.add_argument("--size", type=int)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    for c in ["face_m4", "vww", "face_quant"]:
-        if a.case == c or (a.case == "all" and c != "face_quant"):
-            print(json.dumps(bench(c, a.steps, a.device, a.batch, a.size)))
+    wanted = a.case or ["all"]
+    for c in CASES:
+        if "all" in wanted or c in wanted:
+            print(json.dumps(bench(c, a.steps, a.device, a.batch, a.size)), flush=True)

@@ -1,9 +1,9 @@
 //! MobileNetV2 building blocks in torchvision's layout (the layout EdgeML's models use).
 
-use burn::nn::activation::Relu6;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
+use nn_ops::Activation;
 use rnnpool_core::{RnnPoolError, StateDict};
 
 use crate::load;
@@ -61,7 +61,7 @@ impl ConvBnRelu6 {
 
     /// `[batch, cin, h, w]` -> `[batch, cout, h / stride, w / stride]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        Relu6::new().forward(self.bn.forward(self.conv.forward(x)))
+        nn_ops::batch_norm(&self.bn, nn_ops::conv2d(&self.conv, x), Activation::Relu6)
     }
 
     /// `{prefix}0.*` (conv) and `{prefix}1.*` (BatchNorm), as in `nn.Sequential(conv, bn, relu6)`.
@@ -121,7 +121,8 @@ impl InvertedResidual {
             Some(expand) => expand.forward(x.clone()),
             None => x.clone(),
         };
-        let y = self.project_bn.forward(self.project.forward(self.depthwise.forward(h)));
+        let projected = nn_ops::conv2d(&self.project, self.depthwise.forward(h));
+        let y = nn_ops::batch_norm(&self.project_bn, projected, Activation::Identity);
         if self.residual { x + y } else { y }
     }
 

@@ -9,8 +9,9 @@
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
+use nn_ops::Activation;
 use rnnpool_core::{RnnPoolError, RnnPoolLayer, RnnPoolLayerConfig, StateDict};
 
 use crate::load;
@@ -82,9 +83,8 @@ pub struct DenseLayer {
 
 impl DenseLayer {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let relu = Relu::new();
-        let h = self.conv1.forward(relu.forward(self.norm1.forward(x.clone())));
-        let h = self.conv2.forward(relu.forward(self.norm2.forward(h)));
+        let h = nn_ops::conv2d(&self.conv1, nn_ops::batch_norm(&self.norm1, x.clone(), Activation::Relu));
+        let h = nn_ops::conv2d(&self.conv2, nn_ops::batch_norm(&self.norm2, h, Activation::Relu));
         Tensor::cat(vec![x, h], 1)
     }
 
@@ -109,7 +109,7 @@ pub struct Transition {
 
 impl Transition {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.pool.forward(self.conv.forward(Relu::new().forward(self.norm.forward(x))))
+        self.pool.forward(nn_ops::conv2d(&self.conv, nn_ops::batch_norm(&self.norm, x, Activation::Relu)))
     }
 }
 
@@ -209,8 +209,7 @@ impl DenseNetConfig {
 impl DenseNet {
     /// `x` `[batch, in_channels, height, width]` -> logits `[batch, num_classes]`.
     pub fn forward(&self, x: Tensor<4>) -> Result<Tensor<2>, RnnPoolError> {
-        let relu = Relu::new();
-        let mut h = relu.forward(self.norm0.forward(self.conv0.forward(x)));
+        let mut h = nn_ops::batch_norm(&self.norm0, nn_ops::conv2d(&self.conv0, x), Activation::Relu);
         if let Some(pool) = &self.pool0 {
             h = pool.forward(h);
         }
@@ -225,7 +224,7 @@ impl DenseNet {
                 h = t.forward(h);
             }
         }
-        let h = relu.forward(self.norm5.forward(h));
+        let h = nn_ops::batch_norm(&self.norm5, h, Activation::Relu);
         let [b, c, _, _] = h.dims();
         Ok(self.classifier.forward(h.mean_dim(3).mean_dim(2).reshape([b, c])))
     }

@@ -242,8 +242,8 @@ impl FaceDetector {
                 (0, Some(lp), Some(cp)) => (lp.forward(src.clone()), cp.forward(src)),
                 _ => (src.clone(), src),
             };
-            let loc = self.loc[k].forward(loc_in);
-            let mut conf = self.conf[k].forward(conf_in);
+            let loc = nn_ops::conv2d(&self.loc[k], loc_in);
+            let mut conf = nn_ops::conv2d(&self.conf[k], conf_in);
             if k == 0 {
                 let background = conf.clone().narrow(1, 0, 3).max_dim(1);
                 conf = Tensor::cat(vec![background, conf.narrow(1, 3, 1)], 1);

@@ -1,36 +1,68 @@
-//! Training-step speed: forward + loss + backward + SGD step, median over steps, in ms and
-//! images/s. RNNPool-Face-M4 (default batch 8 x 1x320x320) and RNNPool-Face-Quant (default
-//! batch 32 x 3x640x640, the paper's) with the multibox loss on fixed faces, and the VWW model
-//! (MobileNetV2-0.35x-RNNPool, batch 16 x 3x224x224) with cross-entropy.
+//! Training-step speed of every model a shipped config trains: forward, loss, backward and an
+//! SGD (momentum 0.9) step, median over steps after one warm-up step, in ms and images/s, with
+//! the process's peak RSS. Face models take the S3FD multibox loss on fixed faces, classifiers
+//! cross-entropy. `scripts/bench_train_step.py` is the PyTorch twin (same cases, options and
+//! JSON keys); `scripts/bench_train_step.sh` runs both, one process per case.
 //!
-//!   cargo bench -p train --bench train_step [-- --steps 10 --backend flex|ndarray|wgpu
-//!       --case face_m4|face_quant|vww --batch N --size S]
-//! On a GPU: `cargo bench -p train --features wgpu --bench train_step -- --backend wgpu --case
-//! face_m4 --batch 64` (the paper's M4 batch) and `--case face_quant` (batch 32 at 640x640).
-//! `--phases` syncs the device after the forward pass, the loss, the backward pass and the
-//! optimizer step, and adds each one's median to the line (the syncs slow the step a little).
-//! One JSON line per case on stdout.
+//!   cargo bench -p train --bench train_step -- [--case NAME]... [--batch N] [--size S]
+//!       [--steps N] [--threads N] [--backend flex|ndarray|wgpu] [--phases] [--profile]
+//!
+//! Cases (default batch, input): face_m4 (8, 1x320x320), face_qvga (4, 1x320x320), face_quant
+//! and face_c (4, 3x320x320), vww (16, 3x224x224), imagenet_rnnpool (8, 3x224x224, 10
+//! classes), densenet_rnnpool (4, 3x224x224, 10 classes), fashion (64, 1x28x28); `all` (the
+//! default) runs each. `--phases` syncs the device after the forward pass, the loss, the backward
+//! pass and the optimizer step and adds each one's median; `--profile` adds the time of each
+//! CPU kernel (nn-ops' convolutions and BatchNorm, the RNNPool layer) per step and what is left
+//! to burn's other operations. On a GPU: `--backend wgpu` with `--features wgpu`.
 
 use std::time::Instant;
 
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{GradientsParams, SgdConfig};
+use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::prelude::*;
 use burn::tensor::{Distribution, Int, TensorData};
-use models::{FaceArch, MobileNetV2Config};
+use rnnpool_core::BackendKind;
 use train::s3fd::multibox::multibox_loss;
+use zoo::Net;
+use zoo::config::ModelName;
 use zoo::s3fd::inference::priors_host;
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn sgd() -> burn::optim::ModuleOptimizer {
-    SgdConfig::new().with_momentum(Some(MomentumConfig::new().with_momentum(0.9).with_dampening(0.0))).init()
-}
-
 type Error = Box<dyn std::error::Error>;
+
+/// A benchmark case: the model, its default batch and input, and its classes (0: a detector).
+struct Case {
+    name: &'static str,
+    model: ModelName,
+    batch: usize,
+    channels: usize,
+    size: usize,
+    classes: usize,
+}
+
+const CASES: [Case; 8] = [
+    Case { name: "face_m4", model: ModelName::FaceM4, batch: 8, channels: 1, size: 320, classes: 0 },
+    Case { name: "face_qvga", model: ModelName::FaceQvga, batch: 4, channels: 1, size: 320, classes: 0 },
+    Case { name: "face_quant", model: ModelName::FaceQuant, batch: 4, channels: 3, size: 320, classes: 0 },
+    Case { name: "face_c", model: ModelName::FaceC, batch: 4, channels: 3, size: 320, classes: 0 },
+    Case { name: "vww", model: ModelName::Vww, batch: 16, channels: 3, size: 224, classes: 2 },
+    Case {
+        name: "imagenet_rnnpool",
+        model: ModelName::MobileNetV2RnnPool,
+        batch: 8,
+        channels: 3,
+        size: 224,
+        classes: 10,
+    },
+    Case {
+        name: "densenet_rnnpool",
+        model: ModelName::DenseNet121RnnPool,
+        batch: 4,
+        channels: 3,
+        size: 224,
+        classes: 10,
+    },
+    Case { name: "fashion", model: ModelName::SmallRnnPool, batch: 64, channels: 1, size: 28, classes: 10 },
+];
 
 /// The phases of a step, in the order [`Step::mark`] is called.
 const PHASES: [&str; 4] = ["forward", "loss", "backward", "step"];
@@ -69,118 +101,175 @@ impl<'a> Step<'a> {
     }
 }
 
-/// Per step (after a warm-up step): `[total, phases...]`.
-type Run = fn(&Device, usize, usize, usize, bool) -> Result<Vec<Vec<f64>>, Error>;
-
-fn face_m4(device: &Device, steps: usize, batch: usize, size: usize, phases: bool) -> Result<Vec<Vec<f64>>, Error> {
-    face(FaceArch::M4, 1, device, steps, batch, size, phases)
+/// Three faces per image, of the sizes the anchors cover.
+fn faces(batch: usize) -> Vec<Vec<[f32; 4]>> {
+    (0..batch)
+        .map(|i| {
+            let o = i as f32 * 0.02;
+            vec![[0.1 + o, 0.1, 0.15 + o, 0.16], [0.4, 0.3 + o, 0.5, 0.42 + o], [0.6, 0.6, 0.85, 0.9]]
+        })
+        .collect()
 }
 
-fn face_quant(device: &Device, steps: usize, batch: usize, size: usize, phases: bool) -> Result<Vec<Vec<f64>>, Error> {
-    face(FaceArch::Quant, 3, device, steps, batch, size, phases)
+/// The loss of one step: multibox for detectors, cross-entropy for classifiers.
+fn loss(net: &Net, x: Tensor<4>, case: &Case, batch: usize, step: &mut Step) -> Result<Tensor<1>, Error> {
+    let device = x.device();
+    if let Net::Face(model) = net {
+        let out = model.forward(x)?;
+        step.mark()?;
+        let priors = priors_host(out.priors);
+        return Ok(multibox_loss(out.loc, out.conf, &priors, &faces(batch)).total());
+    }
+    let logits = net.classify(x)?;
+    step.mark()?;
+    let labels: Vec<i64> = (0..batch as i64).map(|i| i % case.classes as i64).collect();
+    let labels = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &device);
+    Ok(burn::nn::loss::CrossEntropyLossConfig::new().init(&device).forward(logits, labels))
 }
 
-fn face(
-    arch: FaceArch,
-    channels: usize,
+/// Per step after a warm-up step: `[total, phases...]` seconds.
+fn run(
+    case: &Case,
     device: &Device,
     steps: usize,
     batch: usize,
     size: usize,
     phases: bool,
 ) -> Result<Vec<Vec<f64>>, Error> {
-    let mut model = arch.init(device)?;
-    let mut optim = sgd();
-    // Three faces per image, of the sizes the anchors cover.
-    let faces: Vec<Vec<[f32; 4]>> = (0..batch)
-        .map(|i| {
-            let o = i as f32 * 0.02;
-            vec![[0.1 + o, 0.1, 0.15 + o, 0.16], [0.4, 0.3 + o, 0.5, 0.42 + o], [0.6, 0.6, 0.85, 0.9]]
+    device.seed(0);
+    let mut net = zoo::registry::init(case.model, case.classes.max(2), case.channels, device)?;
+    let mut optim: ModuleOptimizer =
+        SgdConfig::new().with_momentum(Some(MomentumConfig::new().with_momentum(0.9).with_dampening(0.0))).init();
+    // Detector inputs are mean-subtracted pixels (no scaling), classifier inputs standardised.
+    let spread = if case.classes == 0 { 60.0 } else { 1.0 };
+    let mut times = Vec::new();
+    for i in 0..=steps {
+        if i == 1 {
+            nn_ops::profile::take(); // the warm-up step is not counted
+        }
+        let x = Tensor::<4>::random([batch, case.channels, size, size], Distribution::Normal(0.0, spread), device);
+        let mut step = Step::start(device, phases);
+        let loss = loss(&net, x, case, batch, &mut step)?;
+        step.mark()?;
+        let grads = GradientsParams::from_grads(loss.backward(), &net);
+        step.mark()?;
+        net = optim.step(1e-3, net, grads);
+        device.sync()?;
+        step.mark()?;
+        times.push(step.done());
+    }
+    times.remove(0);
+    Ok(times)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Peak resident memory of this process so far, in MB (Linux).
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok());
+    kb.unwrap_or(0.0) / 1024.0
+}
+
+/// The kernels' time per step as JSON, and what is left of the step for burn's other work.
+fn profile_json(step_ms: f64, steps: usize) -> String {
+    let rows = nn_ops::profile::take();
+    let mut spent = 0.0;
+    let mut parts: Vec<String> = rows
+        .iter()
+        .map(|(name, calls, secs)| {
+            let ms = secs * 1e3 / steps as f64;
+            spent += ms;
+            format!("\"{name}\":{{\"ms\":{ms:.1},\"calls\":{}}}", calls / steps as u64)
         })
         .collect();
-    let mut times = Vec::new();
-    for _ in 0..steps + 1 {
-        let x = Tensor::<4>::random([batch, channels, size, size], Distribution::Normal(0.0, 60.0), device);
-        let mut step = Step::start(device, phases);
-        let out = model.forward(x)?;
-        step.mark()?;
-        let priors = priors_host(out.priors);
-        let loss = multibox_loss(out.loc, out.conf, &priors, &faces).total();
-        step.mark()?;
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        step.mark()?;
-        model = optim.step(1e-3, model, grads);
-        let _ = model.loc[0].weight.val().into_data();
-        step.mark()?;
-        times.push(step.done());
-    }
-    times.remove(0);
-    Ok(times)
+    parts.push(format!("\"other burn ops and autodiff\":{{\"ms\":{:.1}}}", (step_ms - spent).max(0.0)));
+    format!(",\"profile\":{{{}}}", parts.join(","))
 }
 
-fn vww(device: &Device, steps: usize, batch: usize, size: usize, phases: bool) -> Result<Vec<Vec<f64>>, Error> {
-    let mut model = MobileNetV2Config::vww().init(device)?;
-    let mut optim = sgd();
-    let labels =
-        Tensor::<1, Int>::from_data(TensorData::new((0..batch as i64).map(|i| i % 2).collect(), [batch]), device);
-    let mut times = Vec::new();
-    for _ in 0..steps + 1 {
-        let x = Tensor::<4>::random([batch, 3, size, size], Distribution::Normal(0.0, 1.0), device);
-        let mut step = Step::start(device, phases);
-        let logits = model.forward(x)?;
-        step.mark()?;
-        let loss = burn::nn::loss::CrossEntropyLossConfig::new().init(device).forward(logits, labels.clone());
-        step.mark()?;
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        step.mark()?;
-        model = optim.step(1e-3, model, grads);
-        let _ = model.classifier.weight.val().into_data();
-        step.mark()?;
-        times.push(step.done());
-    }
-    times.remove(0);
-    Ok(times)
+struct Args {
+    cases: Vec<String>,
+    steps: usize,
+    batch: Option<usize>,
+    size: Option<usize>,
+    backend: BackendKind,
+    phases: bool,
+    profile: bool,
 }
 
-fn main() -> Result<(), Error> {
-    let (mut steps, mut backend, mut case) = (10usize, "flex".to_string(), "all".to_string());
-    let (mut batch_override, mut size_override, mut phases) = (None, None, false);
-    let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
-    while let Some(a) = args.next() {
-        let mut value = || args.next().ok_or(format!("{a} needs a value"));
-        match a.as_str() {
-            "--phases" => phases = true,
-            "--steps" => steps = value()?.parse()?,
-            "--backend" => backend = value()?,
-            "--case" => case = value()?,
-            "--batch" => batch_override = Some(value()?.parse()?),
-            "--size" => size_override = Some(value()?.parse()?),
+fn parse() -> Result<Args, Error> {
+    let mut a = Args {
+        cases: vec![],
+        steps: 10,
+        batch: None,
+        size: None,
+        backend: BackendKind::Flex,
+        phases: false,
+        profile: false,
+    };
+    let mut it = std::env::args().skip(1).filter(|s| s != "--bench");
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--phases" => a.phases = true,
+            "--profile" => a.profile = true,
+            "--steps" => a.steps = value()?.parse()?,
+            "--backend" => a.backend = value()?.parse()?,
+            "--case" => a.cases.push(value()?),
+            "--batch" => a.batch = Some(value()?.parse()?),
+            "--size" => a.size = Some(value()?.parse()?),
+            "--threads" => {
+                let n: usize = value()?.parse()?;
+                rayon::ThreadPoolBuilder::new().num_threads(n).build_global()?;
+            }
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
-    let device = backend.parse::<rnnpool_core::BackendKind>()?.device()?.autodiff();
-    // (name, default batch, default input side, run); `all` leaves out Face-Quant's 32x640x640,
-    // which is for GPUs.
-    let cases: [(&str, usize, usize, Run); 3] =
-        [("face_m4", 8, 320, face_m4), ("vww", 16, 224, vww), ("face_quant", 32, 640, face_quant)];
-    for (name, default_batch, default_size, run) in cases {
-        if (case == "all" && name == "face_quant") || (case != "all" && case != name) {
-            continue;
+    if a.steps == 0 {
+        return Err("--steps must be at least 1".into());
+    }
+    Ok(a)
+}
+
+fn main() -> Result<(), Error> {
+    nn_ops::alloc::keep_freed_memory();
+    let args = parse()?;
+    let device = args.backend.device()?.autodiff();
+    nn_ops::profile::enable(args.profile);
+    let wanted = |name: &str| args.cases.is_empty() || args.cases.iter().any(|c| c == name || c == "all");
+    for name in &args.cases {
+        if name != "all" && !CASES.iter().any(|c| c.name == name) {
+            let names: Vec<&str> = CASES.iter().map(|c| c.name).collect();
+            return Err(format!("unknown case {name}; expected one of {}", names.join(", ")).into());
         }
-        let (batch, size) = (batch_override.unwrap_or(default_batch), size_override.unwrap_or(default_size));
-        let times = run(&device, steps, batch, size, phases)?;
+    }
+    for case in CASES.iter().filter(|c| wanted(c.name)) {
+        let (batch, size) = (args.batch.unwrap_or(case.batch), args.size.unwrap_or(case.size));
+        let times = run(case, &device, args.steps, batch, size, args.phases)?;
         let column_ms = |i: usize| median(times.iter().map(|t| t[i]).collect()) * 1e3;
         let ms = column_ms(0);
-        let phase_ms: String = if phases {
+        let phases = if args.phases {
             let each: Vec<String> =
                 PHASES.iter().enumerate().map(|(i, p)| format!("\"{p}\":{:.1}", column_ms(i + 1))).collect();
             format!(",\"phases_ms\":{{{}}}", each.join(","))
         } else {
             String::new()
         };
+        let profile = if args.profile { profile_json(ms, args.steps) } else { String::new() };
         println!(
-            "{{\"case\":\"{name}\",\"backend\":\"{backend}\",\"batch\":{batch},\"size\":{size},\"steps\":{steps},\"median_ms\":{ms:.1},\"images_per_s\":{:.1}{phase_ms}}}",
-            batch as f64 * 1e3 / ms
+            "{{\"case\":\"{}\",\"framework\":\"burn\",\"backend\":\"{}\",\"threads\":{},\"batch\":{batch},\"size\":{size},\"steps\":{},\"median_ms\":{ms:.1},\"images_per_s\":{:.1},\"peak_rss_mb\":{:.0}{phases}{profile}}}",
+            case.name,
+            args.backend,
+            rayon::current_num_threads(),
+            args.steps,
+            batch as f64 * 1e3 / ms,
+            peak_rss_mb()
         );
     }
     Ok(())

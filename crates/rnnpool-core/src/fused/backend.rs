@@ -14,6 +14,7 @@ use burn::backend::{
     Autodiff, AutodiffBackend, Backend, ExtensionType, Flex, NdArray, TensorMetadata, backend_extension, try_read_sync,
 };
 use burn::tensor::{DType, TensorData};
+use nn_ops::profile::{Op, timed};
 
 use super::kernel::{self, PatchGrid};
 use super::real::Real;
@@ -131,7 +132,7 @@ macro_rules! host_backend {
                 patch: [usize; 2],
                 stride: [usize; 2],
             ) -> FloatTensor<Self> {
-                host_forward::<Self>(x, rnn1, rnn2, patch, stride)
+                timed(Op::Other("rnnpool forward"), || host_forward::<Self>(x, rnn1, rnn2, patch, stride))
             }
 
             fn rnnpool_fastgrnn_backward(
@@ -142,7 +143,7 @@ macro_rules! host_backend {
                 patch: [usize; 2],
                 stride: [usize; 2],
             ) -> RnnPoolGrads<Self> {
-                host_backward::<Self>(x, rnn1, rnn2, grad_out, patch, stride)
+                timed(Op::Other("rnnpool backward"), || host_backward::<Self>(x, rnn1, rnn2, grad_out, patch, stride))
             }
         }
     };

@@ -231,14 +231,17 @@ struct PatchRow {
 }
 
 /// Calls `$f` (an `#[inline(always)]` function of this module) through a copy compiled for
-/// AVX2 when the CPU has it, so that the hidden-size loops it inlines run 8 floats wide. Only
-/// the vector width changes: no operation is reordered or fused, so results are bit-identical
-/// on every CPU.
+/// AVX-512 or AVX2 when the CPU has it, so that the hidden-size loops it inlines run 16 or 8
+/// floats wide. Only the vector width changes: no operation is reordered or fused, so results
+/// are bit-identical on every CPU.
 macro_rules! simd_dispatch {
     ($f:ident($($arg:expr),* $(,)?)) => {{
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx2") {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU supports AVX-512F (and AVX2), checked just above.
+                unsafe { simd512::$f($($arg),*) }
+            } else if std::arch::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU supports AVX2, checked just above.
                 unsafe { simd::$f($($arg),*) }
             } else {
@@ -273,6 +276,41 @@ mod simd {
 
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2")]
+    pub(super) fn backward_row<T: Real>(
+        s: &mut Scratch<T>,
+        g: &PatchGrid,
+        x: &[T],
+        row: PatchRow,
+        grad_out: &[T],
+        band: &mut [T],
+        rnn1: &Cells<T>,
+        rnn2: &Cells<T>,
+        acc: (&mut CellGrads<T>, &mut CellGrads<T>),
+    ) {
+        super::backward_row(s, g, x, row, grad_out, band, rnn1, rnn2, acc)
+    }
+}
+
+/// AVX-512 instantiations of the row functions.
+#[cfg(target_arch = "x86_64")]
+mod simd512 {
+    use super::*;
+
+    #[target_feature(enable = "avx512f,avx512vl,avx2")]
+    pub(super) fn forward_row<T: Real>(
+        s: &mut Scratch<T>,
+        g: &PatchGrid,
+        x: &[T],
+        row: PatchRow,
+        out_row: &mut [T],
+        rnn1: &Cells<T>,
+        rnn2: &Cells<T>,
+    ) {
+        super::forward_row(s, g, x, row, out_row, rnn1, rnn2)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx512vl,avx2")]
     pub(super) fn backward_row<T: Real>(
         s: &mut Scratch<T>,
         g: &PatchGrid,
@@ -457,10 +495,11 @@ mod tests {
 
     #[cfg(target_arch = "x86_64")]
     #[test]
-    fn the_avx2_copy_computes_the_same_bits() {
+    fn the_avx2_and_avx512_copies_compute_the_same_bits() {
         if !std::arch::is_x86_feature_detected!("avx2") {
             return;
         }
+        let wide = std::arch::is_x86_feature_detected!("avx512f");
         let c = case();
         let (v1, v2) = views(&c);
         let (rnn1, rnn2) = (Cells::new(v1), Cells::new(v2));
@@ -473,22 +512,31 @@ mod tests {
         // SAFETY: AVX2 support was checked above.
         unsafe { simd::forward_row(&mut s, g, &c.x, row, &mut avx, &rnn1, &rnn2) };
         assert_eq!(bits(&plain), bits(&avx));
+        if wide {
+            // SAFETY: AVX-512F support was checked above.
+            unsafe { simd512::forward_row(&mut s, g, &c.x, row, &mut avx, &rnn1, &rnn2) };
+            assert_eq!(bits(&plain), bits(&avx));
+        }
 
         let grad_out = values(g.batch * g.out_h() * width, 3.0);
         let band_len = g.patch[0].div_ceil(g.stride[0]) * g.stride[0] * g.width * g.channels;
-        let mut grads = |use_avx: bool| {
+        let mut grads = |level: u8| {
             let mut band = vec![0.0f32; band_len];
             let mut a1 = CellGrads::zeros(5, 8);
             let mut a2 = CellGrads::zeros(8, 16);
             let acc = (&mut a1, &mut a2);
-            if use_avx {
+            match level {
+                // SAFETY: AVX-512F support was checked before asking for level 2.
+                2 => unsafe { simd512::backward_row(&mut s, g, &c.x, row, &grad_out, &mut band, &rnn1, &rnn2, acc) },
                 // SAFETY: AVX2 support was checked above.
-                unsafe { simd::backward_row(&mut s, g, &c.x, row, &grad_out, &mut band, &rnn1, &rnn2, acc) };
-            } else {
-                backward_row(&mut s, g, &c.x, row, &grad_out, &mut band, &rnn1, &rnn2, acc);
+                1 => unsafe { simd::backward_row(&mut s, g, &c.x, row, &grad_out, &mut band, &rnn1, &rnn2, acc) },
+                _ => backward_row(&mut s, g, &c.x, row, &grad_out, &mut band, &rnn1, &rnn2, acc),
             }
             (bits(&band), bits(&a1.w), bits(&a1.u), bits(&a2.bias_gate), a2.nu.to_bits())
         };
-        assert_eq!(grads(false), grads(true));
+        assert_eq!(grads(0), grads(1));
+        if wide {
+            assert_eq!(grads(0), grads(2));
+        }
     }
 }

@@ -16,6 +16,8 @@ pub fn matvec_acc<T: Real>(y: &mut [T], x: &[T], w: &[T], width: usize) {
         8 => matvec_fixed::<T, 8>(y, x, w),
         16 => matvec_fixed::<T, 16>(y, x, w),
         32 => matvec_fixed::<T, 32>(y, x, w),
+        48 => matvec_fixed::<T, 48>(y, x, w),
+        64 => matvec_fixed::<T, 64>(y, x, w),
         _ => matvec_any(y, x, w, width),
     }
 }
@@ -110,6 +112,8 @@ pub fn atb_acc<T: Real>(c: &mut [T], a: &[T], a_dim: usize, b: &[T], b_dim: usiz
         8 => atb_fixed::<T, 8>(c, a, a_dim, b),
         16 => atb_fixed::<T, 16>(c, a, a_dim, b),
         32 => atb_fixed::<T, 32>(c, a, a_dim, b),
+        48 => atb_fixed::<T, 48>(c, a, a_dim, b),
+        64 => atb_fixed::<T, 64>(c, a, a_dim, b),
         _ => atb_any(c, a, a_dim, b, b_dim),
     }
 }
