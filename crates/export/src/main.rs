@@ -9,6 +9,10 @@ use clap::Parser;
 use export::pipeline::{ExportOptions, export};
 use indicatif::{ProgressBar, ProgressStyle};
 
+/// See the workspace Cargo.toml: it keeps freed activation buffers for the next step.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(about = "Quantize a trained RNNPool model to int8 and write it as C for a microcontroller")]
 struct Args {

@@ -17,7 +17,6 @@
 
 #![warn(missing_docs)]
 
-pub mod alloc;
 pub mod backend;
 pub mod batch_norm;
 mod buffer;

@@ -29,6 +29,9 @@ use zoo::s3fd::inference::priors_host;
 
 type Error = Box<dyn std::error::Error>;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A benchmark case: the model, its default batch and input, and its classes (0: a detector).
 struct Case {
     name: &'static str,
@@ -238,7 +241,6 @@ fn parse() -> Result<Args, Error> {
 }
 
 fn main() -> Result<(), Error> {
-    nn_ops::alloc::keep_freed_memory();
     let args = parse()?;
     let device = args.backend.device()?.autodiff();
     nn_ops::profile::enable(args.profile);

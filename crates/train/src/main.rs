@@ -11,6 +11,10 @@ use train::Config;
 use train::trainer::{self, RunOptions};
 use zoo::s3fd::inference::{detect_config, detect_one, eval_pipeline};
 
+/// See the workspace Cargo.toml: it keeps freed activation buffers for the next step.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(version, about = "Train and evaluate RNNPool models", args_conflicts_with_subcommands = true)]
 struct Cli {
