@@ -50,7 +50,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     for (name, pipeline) in [("wider_vga_train", FacePipeline::VgaTrain), ("wider_qvga_train", FacePipeline::QvgaTrain)]
     {
-        let ds = std::sync::Arc::new(FaceDataset::new(all_photos()?, pipeline, 0, &sample_root())?);
+        let ds = std::sync::Arc::new(FaceDataset::new(all_photos()?, pipeline, 0, &sample_root(), false)?);
         let n = ds.len();
         let start = Instant::now();
         for epoch in 0..epochs {

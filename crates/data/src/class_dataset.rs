@@ -80,13 +80,30 @@ impl ImageClassDataset {
         self.draw.skipped()
     }
 
+    /// Whether unreadable images are skipped rather than errors.
+    pub fn skip_bad(&self) -> bool {
+        self.draw.skip_bad()
+    }
+
     /// The class names, by index.
     pub fn classes(&self) -> &[String] {
         &self.list.classes
     }
 
-    fn sample(&self, index: usize) -> Result<ClassItem, DataError> {
-        let (path, label) = &self.list.items[index];
+    /// The pipeline samples go through.
+    pub fn pipeline(&self) -> ClassPipeline {
+        self.pipeline
+    }
+
+    /// The labelled images, in the order `get` indexes them.
+    pub fn items(&self) -> &[(std::path::PathBuf, usize)] {
+        &self.list.items
+    }
+
+    /// Sample `index` exactly (no skipping to another image, as evaluation needs).
+    pub fn load(&self, index: usize) -> Result<ClassItem, DataError> {
+        let len = self.list.items.len();
+        let (path, label) = self.list.items.get(index).ok_or(DataError::OutOfRange { index, len })?;
         let img = load_rgb(path)?;
         let (out, size) = match self.pipeline {
             ClassPipeline::Train { size, scale } => {
@@ -100,7 +117,7 @@ impl ImageClassDataset {
 
 impl Dataset<ClassItem> for ImageClassDataset {
     fn get(&self, index: usize) -> Result<ClassItem, DatasetError> {
-        self.draw.get(index, self.list.items.len(), |i| self.sample(i))
+        self.draw.get(index, self.list.items.len(), |i| self.load(i))
     }
 
     fn len(&self) -> usize {
@@ -130,6 +147,16 @@ impl FashionMnistDataset {
     /// The epoch whose augmentation samples draw.
     pub fn set_epoch(&self, epoch: u64) {
         self.draw.set_epoch(epoch);
+    }
+
+    /// Whether training samples are flipped at random.
+    pub fn is_train(&self) -> bool {
+        self.train
+    }
+
+    /// The images and labels.
+    pub fn data(&self) -> &Mnist {
+        &self.data
     }
 
     /// The first `n` samples only (quick runs and tests).

@@ -28,6 +28,11 @@ impl EpochDraw {
         self.skip_bad = skip;
     }
 
+    /// Whether unreadable samples are skipped.
+    pub fn skip_bad(&self) -> bool {
+        self.skip_bad
+    }
+
     /// The epoch samples draw from.
     pub fn set_epoch(&self, epoch: u64) {
         self.epoch.store(epoch, Ordering::Relaxed);

@@ -14,8 +14,9 @@ use crate::augment::geometry;
 use crate::augment::vga::{VGA_TRAIN_SIDE, vga_train};
 use crate::epoch_draw::EpochDraw;
 use crate::image_io::load_rgb;
-use crate::wider::{FaceAnnotation, FaceList};
+use crate::wider::{FaceAnnotation, FaceBox, FaceList};
 use image::imageops::FilterType;
+use rayon::prelude::*;
 
 /// One augmented training sample.
 #[derive(Clone, Debug)]
@@ -96,23 +97,97 @@ impl FacePipeline {
     }
 }
 
+/// What [`FaceDataset::new`] found when it read every image's header.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Screening {
+    /// Images left out because their header cannot be read (with `skip_bad`): each error.
+    pub unreadable: Vec<String>,
+    /// Boxes reaching partly outside their image, clipped to it.
+    pub clipped_boxes: usize,
+}
+
+/// A box is clipped to its image when at least this share of its area is inside, and refused
+/// (an annotation error) when less is.
+pub const MIN_INSIDE: f32 = 0.5;
+
+/// Clips `a`'s boxes to its `(width, height)` image; the count clipped, or an error naming the
+/// annotation's file and line for a box mostly outside.
+pub fn clip_boxes(a: &mut FaceAnnotation, (width, height): (u32, u32)) -> Result<usize, DataError> {
+    let (w, h) = (width as f32, height as f32);
+    let area = |b: &FaceBox| b.width().max(0.0) * b.height().max(0.0);
+    let mut clipped = 0;
+    for (k, b) in a.boxes.iter_mut().enumerate() {
+        let inside = FaceBox {
+            x1: b.x1.clamp(0.0, w),
+            y1: b.y1.clamp(0.0, h),
+            x2: b.x2.clamp(0.0, w),
+            y2: b.y2.clamp(0.0, h),
+            ..*b
+        };
+        if area(&inside) < MIN_INSIDE * area(b) {
+            let message = format!(
+                "face {} of {}: box x {}..{}, y {}..{} lies outside the {width}x{height} image (at least half \
+                 of a box must be inside x 0..{width}, y 0..{height})",
+                k + 1,
+                a.image.display(),
+                b.x1,
+                b.x2,
+                b.y1,
+                b.y2
+            );
+            return Err(DataError::Parse { path: a.origin.file.clone(), line: a.origin.line, message });
+        }
+        if inside != *b {
+            *b = inside;
+            clipped += 1;
+        }
+    }
+    Ok(clipped)
+}
+
 /// Images with at least one face (as the original keeps them), made into samples by a
-/// [`FacePipeline`].
+/// [`FacePipeline`]. Every image's header is read up front: sizes are checked, boxes are clipped
+/// to their image or refused, and (with `skip_bad`) unreadable images are left out and counted.
 pub struct FaceDataset {
     images: Vec<FaceAnnotation>,
+    sizes: Vec<(u32, u32)>,
     pipeline: FacePipeline,
     draw: EpochDraw,
+    screening: Screening,
 }
 
 impl FaceDataset {
     /// An error naming `origin` (where the list came from) when no image has a face: no silent
-    /// zero-step epochs.
-    pub fn new(list: FaceList, pipeline: FacePipeline, seed: u64, origin: &std::path::Path) -> Result<Self, DataError> {
-        let images: Vec<FaceAnnotation> = list.images.into_iter().filter(|a| !a.boxes.is_empty()).collect();
+    /// zero-step epochs. `skip_bad`: images that cannot be read are skipped and counted (here and
+    /// when decoding fails later) instead of being errors.
+    pub fn new(
+        list: FaceList,
+        pipeline: FacePipeline,
+        seed: u64,
+        origin: &std::path::Path,
+        skip_bad: bool,
+    ) -> Result<Self, DataError> {
+        let candidates: Vec<FaceAnnotation> = list.images.into_iter().filter(|a| !a.boxes.is_empty()).collect();
+        let headers: Vec<Result<(u32, u32), DataError>> =
+            candidates.par_iter().map(|a| crate::image_io::dimensions(&a.image)).collect();
+        let (mut images, mut sizes, mut screening) = (Vec::new(), Vec::new(), Screening::default());
+        for (mut a, header) in candidates.into_iter().zip(headers) {
+            match header {
+                Ok(size) => {
+                    screening.clipped_boxes += clip_boxes(&mut a, size)?;
+                    images.push(a);
+                    sizes.push(size);
+                }
+                Err(e) if skip_bad => screening.unreadable.push(e.to_string()),
+                Err(e) => return Err(e),
+            }
+        }
         if images.is_empty() {
             return Err(DataError::Empty { path: origin.into() });
         }
-        Ok(Self { images, pipeline, draw: EpochDraw::new(seed) })
+        let mut draw = EpochDraw::new(seed);
+        draw.set_skip_bad(skip_bad);
+        Ok(Self { images, sizes, pipeline, draw, screening })
     }
 
     /// The pipeline samples go through.
@@ -125,10 +200,19 @@ impl FaceDataset {
         &self.images
     }
 
-    /// Skip (and count) images that cannot be read instead of failing on them.
-    pub fn with_skip_bad(mut self, skip: bool) -> Self {
-        self.draw.set_skip_bad(skip);
-        self
+    /// `(width, height)` of each image, from its header.
+    pub fn sizes(&self) -> &[(u32, u32)] {
+        &self.sizes
+    }
+
+    /// What reading the headers found.
+    pub fn screening(&self) -> &Screening {
+        &self.screening
+    }
+
+    /// Whether unreadable images are skipped rather than errors.
+    pub fn skip_bad(&self) -> bool {
+        self.draw.skip_bad()
     }
 
     /// The epoch whose augmentation `get` draws.
@@ -136,13 +220,15 @@ impl FaceDataset {
         self.draw.set_epoch(epoch);
     }
 
-    /// Images skipped so far because they could not be read.
+    /// Images skipped by `get` so far because they could not be decoded.
     pub fn skipped(&self) -> usize {
         self.draw.skipped()
     }
 
-    fn sample(&self, index: usize) -> Result<FaceItem, DataError> {
-        let a = &self.images[index];
+    /// Sample `index` exactly (no skipping to another image: evaluation must know which image it
+    /// scored).
+    pub fn load(&self, index: usize) -> Result<FaceItem, DataError> {
+        let a = self.images.get(index).ok_or(DataError::OutOfRange { index, len: self.images.len() })?;
         let img = load_rgb(&a.image)?;
         Ok(self.pipeline.apply(&img, &a.boxes, &mut self.draw.rng(index)))
     }
@@ -150,7 +236,7 @@ impl FaceDataset {
 
 impl Dataset<FaceItem> for FaceDataset {
     fn get(&self, index: usize) -> Result<FaceItem, DatasetError> {
-        self.draw.get(index, self.images.len(), |i| self.sample(i))
+        self.draw.get(index, self.images.len(), |i| self.load(i))
     }
 
     fn len(&self) -> usize {
@@ -197,7 +283,8 @@ mod tests {
     }
 
     fn dataset() -> FaceDataset {
-        FaceDataset::new(WiderFace::new(root()).split("train").unwrap(), FacePipeline::QvgaTrain, 3, &root()).unwrap()
+        FaceDataset::new(WiderFace::new(root()).split("train").unwrap(), FacePipeline::QvgaTrain, 3, &root(), false)
+            .unwrap()
     }
 
     /// Each batch as a fingerprint (its pixel bits and boxes), sorted: burn's multi-worker
@@ -240,7 +327,7 @@ mod tests {
     fn vga_and_eval_pipelines_make_their_shapes() {
         let list = WiderFace::new(root()).split("val").unwrap();
         for p in [FacePipeline::VgaTrain, FacePipeline::VgaEval, FacePipeline::QvgaEval] {
-            let ds = FaceDataset::new(list.clone(), p, 1, &root()).unwrap();
+            let ds = FaceDataset::new(list.clone(), p, 1, &root(), false).unwrap();
             let item = ds.get(0).unwrap();
             assert_eq!(Some(item.shape), p.shape());
             assert_eq!(item.image.len(), item.shape.iter().product::<usize>());
@@ -254,7 +341,7 @@ mod tests {
     #[test]
     fn test_inputs_keep_the_aspect_within_the_pixel_budget() {
         let list = WiderFace::new(root()).split("val").unwrap();
-        let ds = FaceDataset::new(list, FacePipeline::QvgaTest, 0, &root()).unwrap();
+        let ds = FaceDataset::new(list, FacePipeline::QvgaTest, 0, &root(), false).unwrap();
         for i in 0..ds.len() {
             let item = ds.get(i).unwrap();
             let (w, h) = image::image_dimensions(&ds.images()[i].image).unwrap();
@@ -273,18 +360,57 @@ mod tests {
         assert!(one == batches(2), "batches differ between 1 and 2 workers");
     }
 
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("face-ds-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
     #[test]
-    fn bad_images_fail_or_are_skipped_and_counted() {
+    fn unreadable_images_fail_or_are_skipped_and_counted() {
         let mut list = WiderFace::new(root()).split("train").unwrap();
         list.images[0].image = "/no/such/image.jpg".into();
-        let ds = FaceDataset::new(list.clone(), FacePipeline::QvgaTrain, 0, &root()).unwrap();
-        let e = ds.get(0).unwrap_err().to_string();
+        let e = FaceDataset::new(list.clone(), FacePipeline::QvgaTrain, 0, &root(), false).err().unwrap().to_string();
         assert!(e.contains("/no/such/image.jpg"), "{e}");
-        let ds = FaceDataset::new(list, FacePipeline::QvgaTrain, 0, &root()).unwrap().with_skip_bad(true);
-        assert!(ds.get(0).is_ok());
-        assert_eq!(ds.skipped(), 1);
+        let ds = FaceDataset::new(list, FacePipeline::QvgaTrain, 0, &root(), true).unwrap();
+        assert_eq!((ds.len(), ds.screening().unreadable.len()), (3, 1));
         let mut empty = WiderFace::new(root()).split("val").unwrap();
         empty.images.iter_mut().for_each(|a| a.boxes.clear());
-        assert!(matches!(FaceDataset::new(empty, FacePipeline::VgaTrain, 0, &root()), Err(DataError::Empty { .. })));
+        let e = FaceDataset::new(empty, FacePipeline::VgaTrain, 0, &root(), false);
+        assert!(matches!(e, Err(DataError::Empty { .. })));
+    }
+
+    #[test]
+    fn a_truncated_photo_is_skipped_by_get_and_an_error_for_load() {
+        let mut list = WiderFace::new(root()).split("train").unwrap();
+        let bytes = std::fs::read(&list.images[0].image).unwrap();
+        let cut = temp_dir("cut").join("cut.jpg");
+        std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+        list.images[0].image = cut.clone();
+        let strict = FaceDataset::new(list.clone(), FacePipeline::QvgaTrain, 0, &root(), false).unwrap();
+        let e = strict.get(0).unwrap_err().to_string();
+        assert!(e.contains("cut.jpg") && e.contains("truncated JPEG"), "{e}");
+        let lenient = FaceDataset::new(list, FacePipeline::QvgaTrain, 0, &root(), true).unwrap();
+        assert!(lenient.get(0).is_ok());
+        assert_eq!(lenient.skipped(), 1);
+        assert!(lenient.load(0).is_err(), "load never substitutes another image");
+    }
+
+    #[test]
+    fn boxes_slightly_outside_are_clipped_and_absurd_ones_refused() {
+        let mut list = WiderFace::new(root()).split("train").unwrap();
+        let (w, _) = crate::image_io::dimensions(&list.images[0].image).unwrap();
+        let b = &mut list.images[0].boxes[0];
+        (b.x1, b.x2) = (w as f32 - 10.0, w as f32 + 5.0);
+        let ds = FaceDataset::new(list.clone(), FacePipeline::QvgaTrain, 0, &root(), false).unwrap();
+        assert_eq!(ds.screening().clipped_boxes, 1);
+        assert_eq!(ds.images()[0].boxes[0].x2, w as f32);
+        let b = &mut list.images[0].boxes[0];
+        (b.x1, b.y1, b.x2, b.y2) = (5000.0, 5000.0, 5010.0, 5010.0);
+        for skip_bad in [false, true] {
+            let e = FaceDataset::new(list.clone(), FacePipeline::QvgaTrain, 0, &root(), skip_bad).err().unwrap();
+            let e = e.to_string();
+            assert!(e.contains("wider_face_train_bbx_gt.txt:1:") && e.contains("outside the 500x375 image"), "{e}");
+        }
     }
 }

@@ -129,7 +129,7 @@ impl ImageNet {
 /// Kaggle's `LOC_val_solution.csv`: header `ImageId,PredictionString`, then
 /// `<id>,<wnid> x1 y1 x2 y2 [<wnid> ...]`; the first wnid is the image's class.
 pub fn parse_loc_solution(path: &Path) -> Result<Vec<(String, String)>, DataError> {
-    let text = std::fs::read_to_string(path).map_err(DataError::io(path))?;
+    let text = crate::text::read_text(path)?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();

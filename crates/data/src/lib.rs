@@ -17,6 +17,7 @@ pub mod image_io;
 pub mod imagenet;
 pub mod matlab;
 pub mod scut;
+pub mod text;
 pub mod vww;
 pub mod wider;
 pub mod wider_eval;

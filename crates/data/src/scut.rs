@@ -4,17 +4,17 @@
 use std::path::Path;
 
 use crate::DataError;
-use crate::wider::{FaceAnnotation, FaceBox, FaceList};
+use crate::wider::{FaceAnnotation, FaceBox, FaceList, Origin};
 
 /// The heads of split `split` of the SCUT-HEAD tree at `root`, image paths absolute. Boxes with
 /// no positive size are skipped and counted, as in WIDER FACE.
 pub fn split(root: &Path, split: &str) -> Result<FaceList, DataError> {
     let ids = root.join("ImageSets/Main").join(format!("{split}.txt"));
-    let text = std::fs::read_to_string(&ids).map_err(DataError::io(&ids))?;
+    let text = crate::text::read_text(&ids)?;
     let mut list = FaceList::default();
     for id in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
         let xml_path = root.join("Annotations").join(format!("{id}.xml"));
-        let xml = std::fs::read_to_string(&xml_path).map_err(DataError::io(&xml_path))?;
+        let xml = crate::text::read_text(&xml_path)?;
         let (mut a, skipped) = parse_voc(&xml_path, &xml)?;
         a.image = root.join("JPEGImages").join(&a.image);
         list.skipped_boxes += skipped;
@@ -70,7 +70,7 @@ pub fn parse_voc(path: &Path, xml: &str) -> Result<(FaceAnnotation, usize), Data
         }
         boxes.push(FaceBox { x1, y1, x2, y2, invalid: false });
     }
-    Ok((FaceAnnotation { image: filename.into(), boxes }, skipped))
+    Ok((FaceAnnotation { image: filename.into(), boxes, origin: Origin { file: path.into(), line: 1 } }, skipped))
 }
 
 #[cfg(test)]

@@ -49,7 +49,7 @@ struct CocoCategory {
 
 /// Reads `instances` and labels each of its images; image paths are `images_dir/file_name`.
 pub fn load(instances: &Path, images_dir: &Path) -> Result<ClassList, DataError> {
-    let text = std::fs::read_to_string(instances).map_err(DataError::io(instances))?;
+    let text = crate::text::read_text(instances)?;
     let parsed: Instances = serde_json::from_str(&text).map_err(|e| DataError::Parse {
         path: instances.into(),
         line: e.line(),

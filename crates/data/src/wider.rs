@@ -32,6 +32,16 @@ impl FaceBox {
     }
 }
 
+/// Where an annotation was read, for errors: the file and the line of the image's entry (1 for
+/// formats without lines, such as one VOC XML file per image).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Origin {
+    /// The annotation file.
+    pub file: PathBuf,
+    /// The line of the image's entry.
+    pub line: usize,
+}
+
 /// One image's annotation: its path (relative to the list's image root) and its faces.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FaceAnnotation {
@@ -39,6 +49,8 @@ pub struct FaceAnnotation {
     pub image: PathBuf,
     /// Its faces.
     pub boxes: Vec<FaceBox>,
+    /// Where it was read.
+    pub origin: Origin,
 }
 
 /// A parsed annotation file.
@@ -58,11 +70,22 @@ impl FaceList {
 }
 
 fn read(path: &Path) -> Result<String, DataError> {
-    std::fs::read_to_string(path).map_err(DataError::io(path))
+    crate::text::read_text(path)
 }
 
 /// A face count is not trusted for an allocation larger than this.
 const MAX_PREALLOC: usize = 1024;
+/// The most faces one image may list (WIDER FACE's most crowded image has 1968).
+pub const MAX_FACES: usize = 100_000;
+
+fn face_count(path: &Path, line: usize, text: &str) -> Result<usize, DataError> {
+    let count: usize =
+        text.parse().map_err(|_| parse_err(path, line, format!("expected a face count, found `{text}`")))?;
+    if count > MAX_FACES {
+        return Err(parse_err(path, line, format!("{count} faces in one image (at most {MAX_FACES})")));
+    }
+    Ok(count)
+}
 
 /// Whitespace-separated finite numbers (`nan`/`inf` are rejected: they would make boxes no
 /// geometry can handle).
@@ -90,8 +113,7 @@ pub fn parse_bbx_gt_text(path: &Path, text: &str) -> Result<FaceList, DataError>
             return Err(parse_err(path, n, format!("expected an image path, found `{image}`")));
         }
         let (cn, count) = lines.next().ok_or_else(|| parse_err(path, n + 1, "missing the face count"))?;
-        let count: usize =
-            count.parse().map_err(|_| parse_err(path, cn, format!("expected a face count, found `{count}`")))?;
+        let count = face_count(path, cn, count)?;
         let mut boxes = Vec::with_capacity(count.min(MAX_PREALLOC));
         // A 0-face image still has one (all-zero) box line.
         for _ in 0..count.max(1) {
@@ -115,7 +137,7 @@ pub fn parse_bbx_gt_text(path: &Path, text: &str) -> Result<FaceList, DataError>
             }
             boxes.push(FaceBox { x1: v[0], y1: v[1], x2: v[0] + v[2], y2: v[1] + v[3], invalid: v[7] != 0.0 });
         }
-        list.images.push(FaceAnnotation { image: image.into(), boxes });
+        list.images.push(FaceAnnotation { image: image.into(), boxes, origin: Origin { file: path.into(), line: n } });
     }
     if list.images.is_empty() {
         return Err(DataError::Empty { path: path.into() });
@@ -135,11 +157,7 @@ pub fn parse_flat_list_text(path: &Path, text: &str) -> Result<FaceList, DataErr
         let n = i + 1;
         let mut tokens = line.split_whitespace();
         let Some(image) = tokens.next() else { continue };
-        let count: usize = tokens
-            .next()
-            .ok_or_else(|| parse_err(path, n, "missing the face count"))?
-            .parse()
-            .map_err(|_| parse_err(path, n, "the face count is not a number"))?;
+        let count = face_count(path, n, tokens.next().ok_or_else(|| parse_err(path, n, "missing the face count"))?)?;
         let rest: Vec<&str> = tokens.collect();
         let v = numbers(&rest.join(" ")).ok_or_else(|| parse_err(path, n, "a box value is not a finite number"))?;
         if Some(v.len()) != count.checked_mul(5) {
@@ -153,7 +171,7 @@ pub fn parse_flat_list_text(path: &Path, text: &str) -> Result<FaceList, DataErr
             }
             boxes.push(FaceBox { x1: b[0], y1: b[1], x2: b[0] + b[2], y2: b[1] + b[3], invalid: false });
         }
-        list.images.push(FaceAnnotation { image: image.into(), boxes });
+        list.images.push(FaceAnnotation { image: image.into(), boxes, origin: Origin { file: path.into(), line: n } });
     }
     if list.images.is_empty() {
         return Err(DataError::Empty { path: path.into() });
@@ -258,5 +276,15 @@ mod tests {
         assert!(parse_flat_list_text(Path::new("huge.txt"), &huge).is_err());
         let huge = format!("a/1.jpg\n{}\n1 1 1 1 0 0 0 0 0 0\n", usize::MAX);
         assert!(parse_bbx_gt_text(Path::new("huge.txt"), &huge).is_err());
+        let e = parse_bbx_gt_text(Path::new("many.txt"), "a/1.jpg\n200000\n").unwrap_err().to_string();
+        assert!(e.contains("many.txt:2") && e.contains("at most 100000"), "{e}");
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_first_path() {
+        let p = write("bom.txt", "\u{feff}a/1.jpg\n1\n1 1 10 10 0 0 0 0 0 0\n");
+        let list = parse_bbx_gt(&p).unwrap();
+        assert_eq!(list.images[0].image, Path::new("a/1.jpg"));
+        assert_eq!(list.images[0].origin, Origin { file: p, line: 1 });
     }
 }

@@ -457,12 +457,31 @@ impl Sources {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename, creating the folder.
+/// Writes `bytes` to `path` through `<path>.tmp` and a rename, creating the folder; a failed
+/// write (a full disk) removes the temporary file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(ExportError::io(parent))?;
     }
-    let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("")));
-    std::fs::write(&tmp, bytes).map_err(ExportError::io(&tmp))?;
+    let tmp = zoo::checkpoint::tmp_path(path);
+    if let Err(e) = std::fs::write(&tmp, bytes) {
+        std::fs::remove_file(&tmp).ok();
+        return Err(ExportError::io(&tmp)(e));
+    }
     std::fs::rename(&tmp, path).map_err(ExportError::io(path))
+}
+
+/// Removes the `.tmp` files a killed export left under `dir`, saying which.
+pub fn remove_leftovers(dir: &Path) -> Result<(), ExportError> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    for entry in entries.flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            remove_leftovers(&p)?;
+        } else if p.extension().is_some_and(|e| e == "tmp") {
+            std::fs::remove_file(&p).map_err(ExportError::io(&p))?;
+            tracing::warn!(path = %p.display(), "removed a temporary file left by a killed export");
+        }
+    }
+    Ok(())
 }

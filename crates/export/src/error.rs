@@ -14,7 +14,7 @@ pub enum ExportError {
     #[error("no calibration input")]
     NoCalibration,
     /// An input size out of range.
-    #[error("input size {}x{}: height and width must be 1..={max}", size[0], size[1])]
+    #[error("--input-size {}x{}: height and width must each be 1 to {max} pixels", size[0], size[1])]
     InputSize { size: [usize; 2], max: usize },
     /// A calibration folder or list without images.
     #[error("{path}: no images (.jpg, .jpeg, .png) or Fashion-MNIST files found")]

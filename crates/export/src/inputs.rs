@@ -82,7 +82,7 @@ pub fn image_paths(path: &Path) -> Result<Vec<PathBuf>, ExportError> {
         walk(path, &mut out)?;
         out.sort();
     } else {
-        let text = std::fs::read_to_string(path).map_err(ExportError::io(path))?;
+        let text = data::text::read_text(path)?;
         let base = path.parent().unwrap_or(Path::new("."));
         for (i, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or("").trim();

@@ -73,6 +73,7 @@ impl Exported {
 /// Runs the whole export; `progress` is told each calibration image as it is run.
 pub fn export(opts: &ExportOptions, progress: &mut dyn FnMut(usize, usize)) -> Result<Exported, ExportError> {
     let cfg = Config::load(&opts.config).map_err(zoo::ZooError::from)?;
+    codegen::remove_leftovers(&opts.out)?;
     let graph = lowered_model(&cfg, opts)?;
     let pre = preprocess(&cfg);
     let shape = graph.input_shape();

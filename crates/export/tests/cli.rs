@@ -25,6 +25,10 @@ fn stderr(o: &Output) -> String {
 #[test]
 fn writes_c_runtime_and_report_for_face_m4() {
     let out = tmp("m4");
+    // What a killed export leaves behind is removed.
+    std::fs::create_dir_all(out.join("runtime/src")).unwrap();
+    std::fs::write(out.join("model.h.tmp"), "half a header").unwrap();
+    std::fs::write(out.join("runtime/src/rp_conv_s8.c.tmp"), "half a kernel").unwrap();
     let o = export(&[
         "--config",
         "configs/s3fd_rnnpool.toml",
@@ -52,6 +56,8 @@ fn writes_c_runtime_and_report_for_face_m4() {
     assert!(report["comparison"]["ap_float"].is_number());
     let header = std::fs::read_to_string(out.join("model.h")).unwrap();
     assert!(header.contains(&format!("#define MODEL_ARENA_BYTES {arena}")));
+    assert!(!out.join("model.h.tmp").exists() && !out.join("runtime/src/rp_conv_s8.c.tmp").exists());
+    assert!(stderr(&o).contains("removed a temporary file left by a killed export"), "{}", stderr(&o));
     std::fs::remove_dir_all(&out).ok();
 }
 
@@ -76,12 +82,28 @@ fn bad_inputs_are_clear_errors() {
     let tiny =
         export(&["--config", "configs/s3fd_rnnpool.toml", "--calibration", images, "--out", o, "--input-size", "8x8"]);
     assert!(!tiny.status.success() && stderr(&tiny).contains("patch"), "{}", stderr(&tiny));
+    for size in ["0x0", "0x320", "240x0", "100000x100000"] {
+        let cfg = "configs/s3fd_rnnpool.toml";
+        let r = export(&["--config", cfg, "--calibration", images, "--out", o, "--input-size", size, "--no-compare"]);
+        let e = stderr(&r);
+        assert!(!r.status.success() && e.contains(&format!("--input-size {size}")) && e.contains("1 to 4096"), "{e}");
+        assert!(!e.contains("panicked"), "{e}");
+    }
 
     std::fs::create_dir_all(&out).unwrap();
     let list = out.join("list.txt");
     std::fs::write(&list, "# calibration photos\n../../no/such.jpg\n").unwrap();
     let bad = export(&["--config", "configs/s3fd_rnnpool.toml", "--calibration", list.to_str().unwrap(), "--out", o]);
     assert!(!bad.status.success() && stderr(&bad).contains("list.txt:2"), "{}", stderr(&bad));
+
+    // A truncated photo among the calibration images is an error naming it, not a grey image.
+    let photos = out.join("photos");
+    std::fs::create_dir_all(&photos).unwrap();
+    let photo = std::fs::read(repo().join(images).join("0--Sample/2007_007763.jpg")).unwrap();
+    std::fs::write(photos.join("cut.jpg"), &photo[..photo.len() / 2]).unwrap();
+    let cut = export(&["--config", "configs/s3fd_rnnpool.toml", "--calibration", photos.to_str().unwrap(), "--out", o]);
+    let e = stderr(&cut);
+    assert!(!cut.status.success() && e.contains("cut.jpg") && e.contains("truncated JPEG"), "{e}");
 
     let empty = out.join("empty");
     std::fs::create_dir_all(&empty).unwrap();

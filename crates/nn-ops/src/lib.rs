@@ -8,7 +8,7 @@
 //! pass over the map. The models of this project spend most of a training step there. This crate
 //! runs those layers as single operations (burn's backend-extension mechanism, as
 //! `rnnpool-core`'s fused RNNPool does): on Flex and NdArray in f32 the kernels in [`conv`] and
-//! [`batch_norm`]; on every other backend or dtype burn's own modules, unchanged.
+//! [`mod@batch_norm`]; on every other backend or dtype burn's own modules, unchanged.
 //!
 //! ```ignore
 //! let y = nn_ops::conv2d(&self.conv, x);                            // instead of self.conv.forward(x)

@@ -57,6 +57,43 @@ impl ClassData {
             Self::Fashion(d) => d.set_epoch(epoch),
         }
     }
+
+    /// Sample `i` exactly, or `None` where it cannot be read and bad images are skipped.
+    fn load_exact(&self, i: usize) -> Result<Option<ClassItem>, TrainError> {
+        match self {
+            Self::Images(d) => match d.load(i) {
+                Ok(item) => Ok(Some(item)),
+                Err(_) if d.skip_bad() => Ok(None),
+                Err(e) => Err(e.into()),
+            },
+            Self::Fashion(_) => self.get(i).map(Some),
+        }
+    }
+
+    /// Samples skipped as unreadable so far.
+    fn skipped(&self) -> usize {
+        match self {
+            Self::Images(d) => d.skipped(),
+            Self::Fashion(_) => 0,
+        }
+    }
+
+    /// What the sample order and content depend on, for [`crate::task::fingerprint`].
+    fn fingerprint(&self) -> u64 {
+        match self {
+            Self::Images(d) => crate::task::fingerprint(
+                d.items()
+                    .iter()
+                    .map(|(p, label)| format!("{} {label}", p.display()))
+                    .chain([format!("{:?}", d.pipeline())]),
+            ),
+            Self::Fashion(d) => {
+                let m = d.data();
+                let shape = format!("{}x{} train {}", m.rows, m.cols, d.is_train());
+                crate::task::fingerprint([shape.as_bytes(), &m.labels, &m.images])
+            }
+        }
+    }
 }
 
 fn photo_list(data: &DataSection, split: &str) -> Result<ClassList, TrainError> {
@@ -127,6 +164,15 @@ impl ClassTask {
             self.loaders.install(|| indices.par_iter().map(|&i| data.get(i)).collect::<Result<_, _>>())?;
         Ok(ClassBatcher.batch(items, device))
     }
+
+    /// The validation samples `indices` that can be read, batched (`None` when none can).
+    fn val_batch(&self, indices: &[usize]) -> Result<(Option<ClassBatch>, usize), TrainError> {
+        let loaded: Vec<Option<ClassItem>> =
+            self.loaders.install(|| indices.par_iter().map(|&i| self.val.load_exact(i)).collect::<Result<_, _>>())?;
+        let items: Vec<ClassItem> = loaded.into_iter().flatten().collect();
+        let skipped = indices.len() - items.len();
+        Ok(((!items.is_empty()).then(|| ClassBatcher.batch(items, &self.device)), skipped))
+    }
 }
 
 /// Sets the dropout masks' random streams apart from the augmentation's of the same samples.
@@ -167,6 +213,14 @@ impl Task for ClassTask {
         self.epoch.store(epoch, Ordering::Relaxed);
     }
 
+    fn skipped(&self) -> usize {
+        self.train.skipped()
+    }
+
+    fn fingerprint(&self) -> u64 {
+        self.train.fingerprint()
+    }
+
     fn loss(&self, net: &Net, indices: &[usize], device: &Device) -> Result<StepLoss, TrainError> {
         let b = self.batch(&self.train, indices, device)?;
         let logits = match net.dropout() {
@@ -181,26 +235,31 @@ impl Task for ClassTask {
         Ok(StepLoss { total, loc: None, conf: None })
     }
 
+    /// Mean loss and top-k accuracy over the readable validation images; unreadable ones (with
+    /// `skip_bad`) are left out and counted.
     fn evaluate(&self, net: &Net) -> Result<Evaluation, TrainError> {
         let n = self.val.len();
-        let (mut loss, mut top1, mut top5) = (0.0f64, 0usize, 0usize);
+        let (mut loss, mut top1, mut top5, mut skipped) = (0.0f64, 0usize, 0usize, 0usize);
         for start in (0..n).step_by(self.eval_batch) {
             let idx: Vec<usize> = (start..(start + self.eval_batch).min(n)).collect();
-            let b = self.batch(&self.val, &idx, &self.device)?;
+            let (batch, left_out) = self.val_batch(&idx)?;
+            skipped += left_out;
+            let Some(b) = batch else { continue };
             let labels: Vec<usize> = b.labels.clone().into_data().iter::<i64>().map(|l| l as usize).collect();
             let logits = net.classify(b.images)?;
             let classes = logits.dims()[1];
             let ce = CrossEntropyLossConfig::new().init(&logits.device()).forward(logits.clone(), b.labels);
-            loss += ce.into_scalar::<f32>() as f64 * idx.len() as f64;
+            loss += ce.into_scalar::<f32>() as f64 * labels.len() as f64;
             let host: Vec<f32> = logits.into_data().iter::<f32>().collect();
             let (h1, h5) = top_k_hits(&host, classes, &labels);
             (top1, top5) = (top1 + h1, top5 + h5);
         }
-        let n = n.max(1) as f64;
+        let scored = (n - skipped).max(1) as f64;
         Ok(Evaluation {
-            loss: loss / n,
-            top1: Some(top1 as f64 / n),
-            top5: Some(top5 as f64 / n),
+            loss: loss / scored,
+            top1: Some(top1 as f64 / scored),
+            top5: Some(top5 as f64 / scored),
+            skipped,
             ..Default::default()
         })
     }

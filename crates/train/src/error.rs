@@ -36,6 +36,64 @@ pub enum TrainError {
     /// The data loader.
     #[error("{0}")]
     Dataset(String),
+    /// Another process trains into the same folder.
+    #[error("{path}: held by another run ({}); wait for it to finish or pass another --out", holder(*pid))]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// The holder's process id, as it wrote it.
+        pid: Option<u32>,
+    },
+    /// A new run into a folder holding an earlier run's checkpoints.
+    #[error(
+        "{path}: the run folder holds an earlier run; pass --resume to continue it or --overwrite to \
+         delete its checkpoints and metrics and start over"
+    )]
+    RunExists {
+        /// The checkpoint found.
+        path: PathBuf,
+    },
+    /// A resume whose settings differ from the checkpoint's.
+    #[error(
+        "{path}: --resume with other settings than the run's ({changes}); the data order and schedule would \
+         not continue the same run. Restore them, or pass --allow-changes to start a new schedule segment \
+         at the next epoch"
+    )]
+    ResumeChanged {
+        /// The checkpoint.
+        path: PathBuf,
+        /// `name: before -> now`, comma-separated.
+        changes: String,
+    },
+    /// The loss became NaN or infinite.
+    #[error(
+        "the training loss is {loss} at step {step} (epoch {epoch}, learning rate {lr:.3e}); training stopped. \
+         The last good checkpoint stays in {checkpoint}; lower train.lr or check the data"
+    )]
+    NonFinite {
+        /// The loss.
+        loss: f64,
+        /// The step (from 1).
+        step: usize,
+        /// The epoch (from 1).
+        epoch: usize,
+        /// The learning rate of the step.
+        lr: f64,
+        /// The latest checkpoint.
+        checkpoint: PathBuf,
+    },
+    /// Stopped by SIGINT, SIGTERM or SIGHUP after writing a checkpoint.
+    #[error("interrupted: stopped after step {step} and wrote {checkpoint}; continue with --resume")]
+    Interrupted {
+        /// Steps taken.
+        step: usize,
+        /// The checkpoint written.
+        checkpoint: PathBuf,
+    },
+}
+
+fn holder(pid: Option<u32>) -> String {
+    pid.map_or("process id unknown".into(), |p| format!("pid {p}"))
 }
 
 impl TrainError {

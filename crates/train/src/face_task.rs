@@ -8,9 +8,8 @@ use data::face_dataset::{FaceBatch, FaceBatcher, FaceDataset, FaceItem, FacePipe
 use models::FaceDetector;
 use rayon::prelude::*;
 use zoo::config::{Config, DataKind};
-use zoo::s3fd::ap::{GroundTruth, average_precision};
 use zoo::s3fd::detect::detect;
-use zoo::s3fd::ground_truth::{ground_truths, image_sizes, settings_ap};
+use zoo::s3fd::ground_truth::{scored_ap, settings_ap};
 use zoo::s3fd::inference::{detect_config, eval_pipeline, face_list, multiscale_detections, priors_host};
 use zoo::s3fd::{DetectConfig, Detection};
 
@@ -51,8 +50,23 @@ pub fn batch_loss(model: &FaceDetector, batch: FaceBatch) -> Result<MultiboxLoss
 pub struct FaceEval {
     /// Mean loss per batch.
     pub loss: f64,
-    /// Each image's detections, normalised.
-    pub detections: Vec<Vec<Detection>>,
+    /// Each image's detections, normalised; `None` where it was skipped as unreadable.
+    pub detections: Vec<Option<Vec<Detection>>>,
+    /// Images skipped as unreadable (with `skip_bad`).
+    pub skipped: usize,
+}
+
+/// Samples `indices` exactly (no substitution): each one's item, or `None` where it cannot be
+/// read and `ds` skips bad images.
+fn load_exact(ds: &FaceDataset, indices: &[usize]) -> Result<Vec<Option<FaceItem>>, TrainError> {
+    indices
+        .par_iter()
+        .map(|&i| match ds.load(i) {
+            Ok(item) => Ok(Some(item)),
+            Err(_) if ds.skip_bad() => Ok(None),
+            Err(e) => Err(e.into()),
+        })
+        .collect()
 }
 
 /// Validation loss and detections of `model` over all of `ds`, `batch` images at a time.
@@ -66,23 +80,31 @@ pub fn evaluate(
     // Test inputs differ in size: one at a time.
     let batch = if ds.pipeline().shape().is_none() { 1 } else { batch };
     let (mut loss_sum, mut batches) = (0.0, 0usize);
-    let mut all = Vec::with_capacity(ds.len());
+    let mut all: Vec<Option<Vec<Detection>>> = Vec::with_capacity(ds.len());
     for start in (0..ds.len()).step_by(batch.max(1)) {
         let idx: Vec<usize> = (start..(start + batch).min(ds.len())).collect();
-        let b = load_batch(ds, &idx, device)?;
-        let out = model.forward(b.images)?;
-        let [n, p, _] = out.loc.dims();
-        let priors = priors_host(out.priors.clone());
-        let loss = multibox_loss(out.loc.clone(), out.conf.clone(), &priors, &b.boxes);
-        loss_sum += loss.total().into_scalar::<f32>() as f64;
-        batches += 1;
-        let loc: Vec<f32> = out.loc.into_data().iter::<f32>().collect();
-        let conf: Vec<f32> = out.conf.into_data().iter::<f32>().collect();
-        for k in 0..n {
-            all.push(detect(&loc[k * p * 4..(k + 1) * p * 4], &conf[k * p * 2..(k + 1) * p * 2], &priors, cfg));
+        let loaded = load_exact(ds, &idx)?;
+        let items: Vec<FaceItem> = loaded.iter().flatten().cloned().collect();
+        let mut found = Vec::new();
+        if !items.is_empty() {
+            let b = FaceBatcher.batch(items, device);
+            let out = model.forward(b.images)?;
+            let [n, p, _] = out.loc.dims();
+            let priors = priors_host(out.priors.clone());
+            let loss = multibox_loss(out.loc.clone(), out.conf.clone(), &priors, &b.boxes);
+            loss_sum += loss.total().into_scalar::<f32>() as f64;
+            batches += 1;
+            let loc: Vec<f32> = out.loc.into_data().iter::<f32>().collect();
+            let conf: Vec<f32> = out.conf.into_data().iter::<f32>().collect();
+            found = (0..n)
+                .map(|k| detect(&loc[k * p * 4..(k + 1) * p * 4], &conf[k * p * 2..(k + 1) * p * 2], &priors, cfg))
+                .collect();
         }
+        let mut found = found.into_iter();
+        all.extend(loaded.iter().map(|item| item.as_ref().and_then(|_| found.next())));
     }
-    Ok(FaceEval { loss: loss_sum / batches.max(1) as f64, detections: all })
+    let skipped = all.iter().filter(|d| d.is_none()).count();
+    Ok(FaceEval { loss: loss_sum / batches.max(1) as f64, detections: all, skipped })
 }
 
 /// Face detection training on a WIDER FACE or SCUT-HEAD split.
@@ -97,9 +119,6 @@ pub struct FaceTask {
     pub train: FaceDataset,
     /// The validation split.
     pub val: FaceDataset,
-    /// `(width, height)` of each validation image, read once.
-    val_sizes: Vec<(f32, f32)>,
-    val_truths: Vec<GroundTruth>,
     /// Detection settings of the evaluation.
     pub detect: DetectConfig,
     /// Images per evaluation batch (test inputs: one).
@@ -112,27 +131,45 @@ impl FaceTask {
     /// The training and validation splits `cfg` names, for a QVGA or VGA model.
     pub fn new(cfg: &Config, qvga: bool, device: &Device) -> Result<Self, TrainError> {
         let make = |split: &str, pipeline| -> Result<FaceDataset, TrainError> {
-            Ok(FaceDataset::new(face_list(&cfg.data, split)?, pipeline, cfg.train.seed, &cfg.data.root)?
-                .with_skip_bad(cfg.data.skip_bad))
+            let ds = FaceDataset::new(
+                face_list(&cfg.data, split)?,
+                pipeline,
+                cfg.train.seed,
+                &cfg.data.root,
+                cfg.data.skip_bad,
+            )?;
+            report_screening(split, &ds);
+            Ok(ds)
         };
         let gt = cfg.data.root.join("eval_tools/ground_truth");
         let official =
             cfg.data.kind == DataKind::Wider && cfg.data.val_split == "val" && gt.join("wider_face_val.mat").exists();
         let val = make(&cfg.data.val_split, eval_pipeline(qvga, cfg.eval.input))?;
-        let val_sizes = image_sizes(&val)?;
         Ok(Self {
             multiscale: cfg.eval.multiscale,
             qvga,
             wider_gt: official.then_some(gt),
             train: make(&cfg.data.train_split, train_pipeline(qvga, cfg.data.augment))?,
-            val_truths: ground_truths(&val, &val_sizes),
-            val_sizes,
             val,
             detect: detect_config(&cfg.eval, qvga),
             eval_batch: cfg.train.batch_size,
             loaders: loader_pool(cfg.train.workers)?,
             device: device.clone(),
         })
+    }
+}
+
+/// Logs what reading a split's headers found: images left out, boxes clipped.
+fn report_screening(split: &str, ds: &FaceDataset) {
+    let s = ds.screening();
+    for e in &s.unreadable {
+        tracing::warn!(split, "skipped (skip_bad): {e}");
+    }
+    if !s.unreadable.is_empty() {
+        tracing::warn!(split, skipped = s.unreadable.len(), kept = ds.len(), "unreadable images left out of the split");
+    }
+    if s.clipped_boxes > 0 {
+        tracing::warn!(split, boxes = s.clipped_boxes, "boxes reaching outside their image were clipped to it");
     }
 }
 
@@ -143,6 +180,19 @@ impl Task for FaceTask {
 
     fn set_epoch(&self, epoch: u64) {
         self.train.set_epoch(epoch);
+    }
+
+    fn skipped(&self) -> usize {
+        self.train.skipped()
+    }
+
+    fn left_out(&self) -> usize {
+        self.train.screening().unreadable.len()
+    }
+
+    fn fingerprint(&self) -> u64 {
+        let images = self.train.images().iter().map(|a| format!("{}{:?}", a.image.display(), a.boxes));
+        crate::task::fingerprint(images.chain([format!("{:?}", self.train.pipeline())]))
     }
 
     fn loss(&self, net: &Net, indices: &[usize], device: &Device) -> Result<StepLoss, TrainError> {
@@ -161,12 +211,12 @@ impl Task for FaceTask {
         if self.multiscale {
             r.detections = multiscale_detections(model, &self.val, self.qvga, self.detect, &self.device)?;
         }
-        let images: Vec<(Vec<Detection>, GroundTruth)> =
-            r.detections.iter().cloned().zip(self.val_truths.iter().cloned()).collect();
         let ap_settings = match &self.wider_gt {
-            Some(dir) => Some(settings_ap(dir, &self.val, &self.val_sizes, &r.detections)?),
+            Some(dir) => Some(settings_ap(dir, &self.val, &r.detections)?),
             None => None,
         };
-        Ok(Evaluation { loss: r.loss, ap: Some(average_precision(&images)), ap_settings, ..Default::default() })
+        let skipped = r.detections.iter().filter(|d| d.is_none()).count() + self.val.screening().unreadable.len();
+        let ap = Some(scored_ap(&self.val, &r.detections));
+        Ok(Evaluation { loss: r.loss, ap, ap_settings, skipped, ..Default::default() })
     }
 }

@@ -12,6 +12,7 @@ pub mod class_task;
 pub mod error;
 pub mod face_task;
 pub mod metrics;
+pub mod run_dir;
 pub mod s3fd;
 pub mod schedule;
 pub mod sparsify;

@@ -2,13 +2,15 @@
 //! `detect` use a checkpoint. Results go to stdout, logs (tracing) and progress to stderr.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use image::Rgb;
 use rnnpool_core::BackendKind;
 use train::Config;
-use train::trainer::{self, RunOptions};
+use train::trainer::{self, Existing, RunOptions};
 use zoo::s3fd::inference::{detect_config, detect_one, eval_pipeline};
 
 /// See the workspace Cargo.toml: it keeps freed activation buffers for the next step.
@@ -41,7 +43,7 @@ struct Overrides {
     epochs: Option<usize>,
     #[arg(long)]
     batch_size: Option<usize>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     lr: Option<f64>,
     /// data.root
     #[arg(long)]
@@ -59,8 +61,15 @@ struct TrainArgs {
     #[arg(long)]
     config: Option<PathBuf>,
     /// Continue from <out>/last.ckpt.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "overwrite")]
     resume: bool,
+    /// Delete the checkpoints and metrics of an earlier run in <out> and start over.
+    #[arg(long)]
+    overwrite: bool,
+    /// With --resume: accept changed settings (batch size, epochs, learning rate, data, ...) and
+    /// start a new schedule segment at the epoch in progress.
+    #[arg(long, requires = "resume")]
+    allow_changes: bool,
     #[command(flatten)]
     overrides: Overrides,
 }
@@ -83,6 +92,7 @@ struct DetectArgs {
     checkpoint: PathBuf,
     #[arg(long)]
     image: PathBuf,
+    /// The PNG (or JPEG) to write.
     #[arg(long, default_value = "detections.png")]
     out: PathBuf,
 }
@@ -115,11 +125,56 @@ fn run_train(args: TrainArgs) -> Result<()> {
     let Some(path) = &args.config else { bail!("--config <file.toml> is required (see configs/)") };
     let cfg = load_config(path, &args.overrides)?;
     tracing::info!(config = %path.display(), model = %cfg.model.name, out = %cfg.output.dir.display(), "training");
-    let summary = trainer::train(&cfg, &RunOptions { resume: args.resume, ..Default::default() })
-        .with_context(|| format!("training with {}", path.display()))?;
+    let existing = match (args.resume, args.overwrite) {
+        (true, _) => Existing::Resume,
+        (false, true) => Existing::Overwrite,
+        (false, false) => Existing::Refuse,
+    };
+    let opts = RunOptions {
+        existing,
+        allow_changes: args.allow_changes,
+        interrupt: Some(stop_on_signals()?),
+        ..Default::default()
+    };
+    let summary = trainer::train(&cfg, &opts).with_context(|| format!("training with {}", path.display()))?;
     println!("{}", train::metrics::to_csv(&summary.history).trim_end());
     println!("checkpoints and metrics in {}", summary.out_dir.display());
     Ok(())
+}
+
+/// SIGINT, SIGTERM and SIGHUP set the returned flag, and the trainer stops after the current
+/// step with a checkpoint; a second signal exits at once.
+fn stop_on_signals() -> Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let seen = flag.clone();
+    ctrlc::set_handler(move || {
+        if seen.swap(true, Ordering::SeqCst) {
+            eprintln!("second signal: exiting now, without a checkpoint");
+            std::process::exit(130);
+        }
+        eprintln!("signal received: finishing the current step and writing a checkpoint (signal again to exit now)");
+    })
+    .context("installing the SIGINT / SIGTERM handler")?;
+    Ok(flag)
+}
+
+/// An error unless `out` can be written as an image: not a folder, a .png or .jpg name.
+fn check_image_out(out: &Path) -> Result<()> {
+    if out.is_dir() {
+        bail!(
+            "--out {}: is a folder; give a file name such as {}",
+            out.display(),
+            out.join("detections.png").display()
+        );
+    }
+    let ext = out.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    if !matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg")) {
+        bail!("--out {}: the name must end in .png, .jpg or .jpeg (the format written)", out.display());
+    }
+    match out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(dir) if !dir.is_dir() => bail!("--out {}: the folder {} does not exist", out.display(), dir.display()),
+        _ => Ok(()),
+    }
 }
 
 fn run_eval(args: EvalArgs) -> Result<()> {
@@ -144,6 +199,7 @@ fn run_eval(args: EvalArgs) -> Result<()> {
 }
 
 fn run_detect(args: DetectArgs) -> Result<()> {
+    check_image_out(&args.out)?;
     let cfg = load_config(&args.config, &Overrides::default())?;
     let device = cfg.train.backend.device()?;
     let zoo::Net::Face(model) = zoo::registry::load_model(&cfg, &args.checkpoint, &device)? else {

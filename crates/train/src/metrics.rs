@@ -31,14 +31,26 @@ pub struct EpochMetrics {
     pub val_top5: Option<f64>,
     /// Training throughput.
     pub images_per_s: f64,
+    /// Training images skipped as unreadable this epoch (`data.skip_bad`).
+    #[serde(default)]
+    pub train_skipped: usize,
+    /// Validation images skipped as unreadable.
+    #[serde(default)]
+    pub val_skipped: usize,
 }
 
 impl EpochMetrics {
     /// One line for the terminal.
     pub fn summary(&self) -> String {
         let opt = |name: &str, v: Option<f64>| v.map(|v| format!(", {name} {v:.4}")).unwrap_or_default();
+        let skipped = self.train_skipped + self.val_skipped;
+        let skipped = if skipped > 0 {
+            format!(", skipped {} train / {} val unreadable images", self.train_skipped, self.val_skipped)
+        } else {
+            String::new()
+        };
         format!(
-            "epoch {}: train loss {:.4}{}{}{}{}",
+            "epoch {}: train loss {:.4}{}{}{}{}{skipped}",
             self.epoch,
             self.train_loss,
             opt("val loss", self.val_loss),
@@ -49,7 +61,7 @@ impl EpochMetrics {
     }
 }
 
-const COLUMNS: [&str; 11] = [
+const COLUMNS: [&str; 13] = [
     "epoch",
     "step",
     "lr",
@@ -61,6 +73,8 @@ const COLUMNS: [&str; 11] = [
     "val_top1",
     "val_top5",
     "images_per_s",
+    "train_skipped",
+    "val_skipped",
 ];
 
 fn cell(v: Option<f64>) -> String {
@@ -83,16 +97,22 @@ pub fn to_csv(rows: &[EpochMetrics]) -> String {
             cell(r.val_top1),
             cell(r.val_top5),
             format!("{:.2}", r.images_per_s),
+            r.train_skipped.to_string(),
+            r.val_skipped.to_string(),
         ];
         out += &(cells.join(",") + "\n");
     }
     out
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename.
+/// Writes `bytes` to `path` through `<path>.tmp` and a rename; a failed write (a full disk)
+/// removes the temporary file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("")));
-    std::fs::write(&tmp, bytes)?;
+    let tmp = zoo::checkpoint::tmp_path(path);
+    if let Err(e) = std::fs::write(&tmp, bytes) {
+        std::fs::remove_file(&tmp).ok();
+        return Err(e);
+    }
     std::fs::rename(tmp, path)
 }
 
@@ -101,10 +121,9 @@ pub fn write_all(dir: &Path, rows: &[EpochMetrics]) -> std::io::Result<()> {
     write_atomic(&dir.join("metrics.csv"), to_csv(rows).as_bytes())?;
     let json = serde_json::to_vec_pretty(rows).map_err(std::io::Error::other)?;
     write_atomic(&dir.join("metrics.json"), &json)?;
-    let png = plot(rows);
-    let tmp = dir.join("curves.png.tmp.png");
-    png.save(&tmp).map_err(std::io::Error::other)?;
-    std::fs::rename(tmp, dir.join("curves.png"))
+    let mut png = Vec::new();
+    plot(rows).write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).map_err(std::io::Error::other)?;
+    write_atomic(&dir.join("curves.png"), &png)
 }
 
 /// Training loss (red) and validation loss (blue), each scaled to its own range, and the

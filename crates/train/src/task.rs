@@ -29,6 +29,8 @@ pub struct Evaluation {
     pub top1: Option<f64>,
     /// Classification: top-5 accuracy.
     pub top5: Option<f64>,
+    /// Validation images skipped as unreadable (`data.skip_bad`), up front or when decoded.
+    pub skipped: usize,
 }
 
 /// What the training loop needs of a task.
@@ -41,10 +43,27 @@ pub trait Task: Send + Sync {
     }
     /// The epoch whose augmentation the training samples draw.
     fn set_epoch(&self, epoch: u64);
+    /// Training samples skipped as unreadable by this process so far (`data.skip_bad`), each
+    /// replaced by the next readable one.
+    fn skipped(&self) -> usize;
+    /// Training images left out of the split up front because their header cannot be read.
+    fn left_out(&self) -> usize {
+        0
+    }
+    /// A hash of what the data order depends on: the training samples (paths, labels, boxes)
+    /// and their pipeline; a resume checks it.
+    fn fingerprint(&self) -> u64;
     /// The loss of `net` (on the autodiff `device`, whose plain device gets the batch).
     fn loss(&self, net: &Net, indices: &[usize], device: &Device) -> Result<StepLoss, TrainError>;
     /// Validation of `net` (already in evaluation mode).
     fn evaluate(&self, net: &Net) -> Result<Evaluation, TrainError>;
+}
+
+/// FNV-1a over `parts`, each followed by a separator.
+pub fn fingerprint<P: AsRef<[u8]>>(parts: impl IntoIterator<Item = P>) -> u64 {
+    parts.into_iter().fold(0xcbf2_9ce4_8422_2325u64, |h, part| {
+        part.as_ref().iter().chain(&[0xff]).fold(h, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+    })
 }
 
 /// A thread pool of `workers` threads for decoding and augmentation.

@@ -3,9 +3,16 @@
 //! matcher and hard negative mining between forward and backward, M4's sparsification after
 //! every step, a per-iteration warm-up + cosine schedule, and checkpoints every N steps whose
 //! resume is bit-identical (data order and augmentation are pure functions of seed, epoch and
-//! index; model and optimizer state are restored exactly).
+//! index; model and optimizer state and the epoch's running sums are restored exactly).
+//!
+//! Nothing is lost or silently wrong: the run folder is locked and settled first ([`RunDir`]),
+//! a resume with other settings is refused unless it starts a new schedule segment
+//! ([`crate::state`]), a loss that is not finite stops the run before the update, and a signal
+//! stops it after the current step with a checkpoint.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use burn::module::Module;
@@ -24,15 +31,12 @@ use crate::class_task::ClassTask;
 use crate::error::TrainError;
 use crate::face_task::FaceTask;
 use crate::metrics::{self, EpochMetrics};
+use crate::run_dir::RunDir;
+pub use crate::run_dir::{BEST, Existing, LAST};
 use crate::schedule::WarmupCosine;
 use crate::sparsify::{M4_KEEP, sparsify_rnnpool};
-use crate::state::TrainState;
+use crate::state::{LossSums, RunSettings, Segment, TrainState};
 use crate::task::Task;
-
-/// The latest checkpoint of a run folder.
-pub const LAST: &str = "last.ckpt";
-/// The checkpoint with the lowest validation loss.
-pub const BEST: &str = "best.ckpt";
 
 /// What a finished run reports.
 #[derive(Debug, Clone)]
@@ -48,12 +52,17 @@ pub struct RunSummary {
 /// Options that are not part of the experiment's definition.
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
-    /// Continue from `<out>/last.ckpt`.
-    pub resume: bool,
+    /// What to do with an earlier run in the folder: refuse (the default), resume from
+    /// `<out>/last.ckpt`, or overwrite.
+    pub existing: Existing,
+    /// On resume, accept changed settings and start a new schedule segment.
+    pub allow_changes: bool,
     /// Stop after this many optimizer steps in this process (tests of resume).
     pub stop_after: Option<usize>,
     /// No progress bar or per-epoch lines.
     pub quiet: bool,
+    /// Set (by a signal handler) to stop after the current step with a checkpoint.
+    pub interrupt: Option<Arc<AtomicBool>>,
 }
 
 /// The optimizer `[train]` describes (PyTorch's SGD: no dampening).
@@ -105,15 +114,21 @@ pub fn train_on(cfg: &Config, opts: &RunOptions, devices: &[Device]) -> Result<R
         net = run.step(net)?;
         steps_here += 1;
         run.after_step(&net)?;
+        if opts.interrupt.as_ref().is_some_and(|flag| flag.load(Ordering::SeqCst)) {
+            let checkpoint = run.dir.join(LAST);
+            run.state.save(&checkpoint, &net, &run.optim)?;
+            run.bar.abandon();
+            return Err(TrainError::Interrupted { step: run.state.step, checkpoint });
+        }
     }
     if opts.stop_after.is_some() && run.state.step < run.plan.total {
-        run.state.save(&run.out.join(LAST), &net, &run.optim)?;
+        run.state.save(&run.dir.join(LAST), &net, &run.optim)?;
     }
     run.bar.finish_and_clear();
-    Ok(RunSummary { steps: run.state.step, history: run.state.history, out_dir: run.out })
+    Ok(RunSummary { steps: run.state.step, history: run.state.history, out_dir: run.dir.path.clone() })
 }
 
-/// How a run's samples map onto optimizer steps.
+/// How a schedule segment's samples map onto optimizer steps and epochs.
 #[derive(Clone, Copy, Debug)]
 struct Plan {
     /// Samples per optimizer step (`batch_size * accumulation`).
@@ -121,14 +136,40 @@ struct Plan {
     /// Training samples.
     samples: usize,
     steps_per_epoch: usize,
+    /// The segment's first step and epoch.
+    start_step: usize,
+    start_epoch: usize,
+    /// The step the run ends at.
     total: usize,
+    schedule: WarmupCosine,
 }
 
 impl Plan {
-    fn new(cfg: &Config, samples: usize) -> Self {
-        let per_step = cfg.train.batch_size * cfg.train.accumulation;
-        let steps_per_epoch = samples.div_ceil(per_step);
-        Self { per_step, samples, steps_per_epoch, total: steps_per_epoch * cfg.train.epochs }
+    fn new(segment: &Segment) -> Self {
+        let s = &segment.settings;
+        let per_step = s.batch_size * s.accumulation;
+        let steps_per_epoch = s.samples.div_ceil(per_step).max(1);
+        let total = segment.start_step + s.epochs.saturating_sub(segment.start_epoch) * steps_per_epoch;
+        let warmup_iters = (s.warmup_epochs * steps_per_epoch as f64).round() as usize;
+        let schedule = WarmupCosine { base_lr: s.lr, warmup_iters, total_iters: s.epochs * steps_per_epoch };
+        let (start_step, start_epoch) = (segment.start_step, segment.start_epoch);
+        Self { per_step, samples: s.samples, steps_per_epoch, start_step, start_epoch, total, schedule }
+    }
+
+    /// The epoch (from 0) that the step after `step` steps belongs to.
+    fn epoch(&self, step: usize) -> usize {
+        self.start_epoch + (step - self.start_step) / self.steps_per_epoch
+    }
+
+    /// That step's place in its epoch.
+    fn in_epoch(&self, step: usize) -> usize {
+        (step - self.start_step) % self.steps_per_epoch
+    }
+
+    /// The learning rate of the step after `step` steps: the segment's schedule, as if it had
+    /// run from epoch 0 with its settings.
+    fn lr(&self, step: usize) -> f64 {
+        self.schedule.lr(self.start_epoch * self.steps_per_epoch + step - self.start_step)
     }
 }
 
@@ -140,40 +181,28 @@ struct Run<'a> {
     replicas: Vec<Device>,
     task: Box<dyn Task>,
     plan: Plan,
-    schedule: WarmupCosine,
     optim: ModuleOptimizer,
     state: TrainState,
-    out: PathBuf,
+    dir: RunDir,
     bar: ProgressBar,
     /// This epoch's sample order, with its epoch.
     order: Option<(usize, Vec<usize>)>,
-    sums: LossSums,
     epoch_start: Instant,
     best_val: f64,
 }
 
 impl<'a> Run<'a> {
-    /// Builds the model, the task and the optimizer, and resumes from `last.ckpt` when asked.
+    /// Locks the run folder, builds the model, the task and the optimizer, and resumes from
+    /// `last.ckpt` when asked.
     fn start(cfg: &'a Config, opts: &'a RunOptions, devices: &[Device]) -> Result<(Self, Net), TrainError> {
         let replicas: Vec<Device> = devices.iter().map(|d| d.clone().autodiff()).collect();
         let device = replicas.first().cloned().ok_or_else(|| TrainError::Dataset("no device to train on".into()))?;
-        let mut net = zoo::registry::build_model(cfg, &device)?;
-        let out = cfg.output.dir.clone();
-        std::fs::create_dir_all(&out).map_err(TrainError::io(&out))?;
+        let dir = RunDir::open(&cfg.output.dir, opts.existing)?;
+        let net = zoo::registry::build_model(cfg, &device)?;
         let task = build_task(cfg, &device)?;
-        let plan = Plan::new(cfg, task.len());
-        let t = &cfg.train;
-        let warmup_iters = (t.warmup_epochs * plan.steps_per_epoch as f64).round() as usize;
-        let schedule = WarmupCosine { base_lr: t.lr, warmup_iters, total_iters: plan.total };
-        let mut optim = optimizer(cfg);
-        let mut state = TrainState::new(cfg.model.name, t.seed);
-        let last = out.join(LAST);
-        if opts.resume && last.exists() {
-            (state, net, optim) = TrainState::load(&last, cfg.model.name, net, optim)?;
-            tracing::info!(step = state.step, path = %last.display(), "resumed");
-        } else if opts.resume {
-            tracing::warn!(path = %last.display(), "--resume: no checkpoint yet, starting from scratch");
-        }
+        let settings = RunSettings::new(cfg, task.fingerprint(), task.len());
+        let (state, net, optim) = resume_or_start(cfg, opts, &dir.join(LAST), settings, net)?;
+        let plan = Plan::new(state.segment().ok_or_else(|| TrainError::Dataset("no schedule segment".into()))?);
         let best_val = state.history.iter().filter_map(|m| m.val_loss).fold(f64::INFINITY, f64::min);
         let bar = progress_bar(opts.quiet, plan.total, state.step);
         let run = Self {
@@ -182,13 +211,11 @@ impl<'a> Run<'a> {
             replicas,
             task,
             plan,
-            schedule,
             optim,
             state,
-            out,
+            dir,
             bar,
             order: None,
-            sums: LossSums::default(),
             epoch_start: Instant::now(),
             best_val,
         };
@@ -198,8 +225,8 @@ impl<'a> Run<'a> {
     /// The samples of the current step; the order and the augmentation epoch change once per
     /// epoch, not per step.
     fn step_samples(&mut self) -> Vec<usize> {
-        let epoch = self.state.step / self.plan.steps_per_epoch;
-        let in_epoch = self.state.step % self.plan.steps_per_epoch;
+        let epoch = self.plan.epoch(self.state.step);
+        let in_epoch = self.plan.in_epoch(self.state.step);
         if self.order.as_ref().is_none_or(|(e, _)| *e != epoch) {
             self.task.set_epoch(epoch as u64);
             self.order = Some((epoch, epoch_order(self.plan.samples, self.cfg.train.seed, epoch)));
@@ -210,10 +237,12 @@ impl<'a> Run<'a> {
     }
 
     /// One optimizer step: every micro-batch's forward and backward, split over the devices,
-    /// then the update (and M4's sparsification).
+    /// then the update (and M4's sparsification). A loss that is not finite stops the run
+    /// before the update.
     fn step(&mut self, net: Net) -> Result<Net, TrainError> {
         let samples = self.step_samples();
-        let lr = self.schedule.lr(self.state.step);
+        let lr = self.plan.lr(self.state.step);
+        let skipped_before = self.task.skipped();
         // One accumulator per device: gradients stay where they were computed until the
         // optimizer step sums each parameter's on one device.
         let mut grads: Vec<GradientsAccumulator<Net>> =
@@ -224,15 +253,27 @@ impl<'a> Run<'a> {
             let weight = (self.cfg.train.accumulation * shards.len()) as f64;
             let results = data_parallel_pass(self.task.as_ref(), &net, &shards, &self.replicas, weight)?;
             for (i, result) in results.into_iter().enumerate() {
-                self.sums.add(&result.loss, shards[i].len());
+                self.check_finite(result.loss.total, lr)?;
+                let ShardLoss { total, loc, conf } = result.loss;
+                self.state.epoch_sums.add(total, loc, conf, shards[i].len());
                 grads[i].accumulate(&net, result.grads);
             }
         }
+        self.state.epoch_sums.skipped += self.task.skipped().saturating_sub(skipped_before);
         let net = self.update(net, grads, lr);
         self.state.step += 1;
         self.bar.set_position(self.state.step as u64);
-        self.bar.set_message(self.sums.message(lr, self.epoch_start.elapsed().as_secs_f64().max(1e-9)));
+        self.bar.set_message(progress_message(&self.state.epoch_sums, lr, self.epoch_start.elapsed().as_secs_f64()));
         Ok(net)
+    }
+
+    fn check_finite(&self, loss: f64, lr: f64) -> Result<(), TrainError> {
+        if loss.is_finite() {
+            return Ok(());
+        }
+        let step = self.state.step + 1;
+        let epoch = self.plan.epoch(self.state.step) + 1;
+        Err(TrainError::NonFinite { loss, step, epoch, lr, checkpoint: self.dir.join(LAST) })
     }
 
     /// The optimizer step on one device, or burn's multi-device step: each parameter's
@@ -262,34 +303,109 @@ impl<'a> Run<'a> {
     /// lowest validation loss, `best.ckpt`; between epochs a checkpoint every
     /// `checkpoint_every` steps.
     fn after_step(&mut self, net: &Net) -> Result<(), TrainError> {
-        if !self.state.step.is_multiple_of(self.plan.steps_per_epoch) {
+        if self.plan.in_epoch(self.state.step) != 0 {
             if self.state.step.is_multiple_of(self.cfg.train.checkpoint_every) {
-                self.state.save(&self.out.join(LAST), net, &self.optim)?;
+                self.state.save(&self.dir.join(LAST), net, &self.optim)?;
             }
             return Ok(());
         }
-        let epoch = self.state.step / self.plan.steps_per_epoch;
-        let secs = self.epoch_start.elapsed().as_secs_f64().max(1e-9);
-        let mut row = self.sums.row(epoch, self.state.step, self.schedule.lr(self.state.step - 1), secs);
-        if epoch.is_multiple_of(self.cfg.train.eval_every) || epoch == self.cfg.train.epochs {
-            let e = self.task.evaluate(&net.valid())?;
-            (row.val_loss, row.val_ap, row.val_top1, row.val_top5) = (Some(e.loss), e.ap, e.top1, e.top5);
-            tracing::info!(epoch, val_loss = e.loss, val_ap = ?e.ap, easy_medium_hard = ?e.ap_settings, val_top1 = ?e.top1, "evaluated");
-        }
+        let row = self.epoch_row(net)?;
         self.state.history.push(row.clone());
-        metrics::write_all(&self.out, &self.state.history).map_err(TrainError::io(&self.out))?;
-        self.state.save(&self.out.join(LAST), net, &self.optim)?;
+        self.state.epoch_sums = LossSums::default();
+        metrics::write_all(&self.dir.path, &self.state.history).map_err(TrainError::io(&self.dir.path))?;
+        self.state.save(&self.dir.join(LAST), net, &self.optim)?;
         if let Some(v) = row.val_loss.filter(|&v| v < self.best_val) {
             self.best_val = v;
-            self.state.save(&self.out.join(BEST), net, &self.optim)?;
+            self.state.save(&self.dir.join(BEST), net, &self.optim)?;
         }
         if !self.opts.quiet {
             self.bar.println(row.summary());
         }
-        self.sums = LossSums::default();
         self.epoch_start = Instant::now();
         Ok(())
     }
+
+    /// The metrics of the epoch that just ended, with an evaluation when one is due.
+    fn epoch_row(&self, net: &Net) -> Result<EpochMetrics, TrainError> {
+        let epoch = self.plan.epoch(self.state.step - 1) + 1;
+        let secs = self.epoch_start.elapsed().as_secs_f64().max(1e-9);
+        let sums = &self.state.epoch_sums;
+        let mut row = EpochMetrics {
+            epoch,
+            step: self.state.step,
+            lr: self.plan.lr(self.state.step - 1),
+            train_loss: sums.mean(sums.total),
+            train_loc: sums.loc.map(|v| sums.mean(v)),
+            train_conf: sums.conf.map(|v| sums.mean(v)),
+            images_per_s: sums.images as f64 / secs,
+            train_skipped: sums.skipped + self.task.left_out(),
+            ..Default::default()
+        };
+        if epoch.is_multiple_of(self.cfg.train.eval_every) || epoch == self.cfg.train.epochs {
+            let e = self.task.evaluate(&net.valid())?;
+            (row.val_loss, row.val_ap, row.val_top1, row.val_top5) = (Some(e.loss), e.ap, e.top1, e.top5);
+            row.val_skipped = e.skipped;
+            tracing::info!(epoch, val_loss = e.loss, val_ap = ?e.ap, easy_medium_hard = ?e.ap_settings, val_top1 = ?e.top1, "evaluated");
+        }
+        if row.train_skipped + row.val_skipped > 0 {
+            tracing::warn!(
+                epoch,
+                train = row.train_skipped,
+                val = row.val_skipped,
+                "unreadable images skipped (skip_bad)"
+            );
+        }
+        Ok(row)
+    }
+}
+
+/// The state to train from: `last`'s when resuming (its settings checked against `settings`),
+/// else a new one.
+fn resume_or_start(
+    cfg: &Config,
+    opts: &RunOptions,
+    last: &Path,
+    settings: RunSettings,
+    net: Net,
+) -> Result<(TrainState, Net, ModuleOptimizer), TrainError> {
+    let optim = optimizer(cfg);
+    let resume = opts.existing == Existing::Resume;
+    if !(resume && last.exists()) {
+        if resume {
+            tracing::warn!(path = %last.display(), "--resume: no checkpoint yet, starting from scratch");
+        }
+        return Ok((TrainState::new(cfg.model.name, settings), net, optim));
+    }
+    let (mut state, net, optim) = TrainState::load(last, cfg.model.name, net, optim)?;
+    check_settings(&mut state, settings, opts.allow_changes, last)?;
+    tracing::info!(step = state.step, path = %last.display(), "resumed");
+    Ok((state, net, optim))
+}
+
+/// An error when `now` differs from the run's settings, unless `allow`: then a new schedule
+/// segment starts at the beginning of the epoch in progress.
+fn check_settings(state: &mut TrainState, now: RunSettings, allow: bool, path: &Path) -> Result<(), TrainError> {
+    let Some(current) = state.segment() else {
+        return Err(TrainError::Record { path: path.into(), message: "the training state has no settings".into() });
+    };
+    let changes: Vec<String> =
+        current.settings.changes(&now).into_iter().map(|(k, was, is)| format!("{k}: {was} -> {is}")).collect();
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let changes = changes.join(", ");
+    if !allow {
+        return Err(TrainError::ResumeChanged { path: path.into(), changes });
+    }
+    let epoch = Plan::new(current).epoch(state.step);
+    tracing::warn!(
+        step = state.step,
+        "--allow-changes: {changes}; a new schedule segment starts at epoch {} (the epoch in progress restarts)",
+        epoch + 1
+    );
+    state.segments.push(Segment { start_step: state.step, start_epoch: epoch, settings: now });
+    state.epoch_sums = LossSums::default();
+    Ok(())
 }
 
 fn progress_bar(quiet: bool, total: usize, position: usize) -> ProgressBar {
@@ -356,45 +472,7 @@ fn data_parallel_pass(
     })
 }
 
-/// Running sums of one epoch's training losses.
-#[derive(Default)]
-struct LossSums {
-    total: f64,
-    /// Detection only: the localisation and classification parts.
-    loc: Option<f64>,
-    conf: Option<f64>,
-    batches: usize,
-    images: usize,
-}
-
-impl LossSums {
-    fn add(&mut self, loss: &ShardLoss, images: usize) {
-        self.total += loss.total;
-        let add = |sum: Option<f64>, part: Option<f64>| part.map(|p| sum.unwrap_or(0.0) + p).or(sum);
-        self.loc = add(self.loc, loss.loc);
-        self.conf = add(self.conf, loss.conf);
-        self.batches += 1;
-        self.images += images;
-    }
-
-    fn mean(&self, v: f64) -> f64 {
-        v / self.batches.max(1) as f64
-    }
-
-    fn message(&self, lr: f64, secs: f64) -> String {
-        format!("loss {:.4} lr {lr:.2e} {:.1} img/s", self.mean(self.total), self.images as f64 / secs)
-    }
-
-    fn row(&self, epoch: usize, step: usize, lr: f64, secs: f64) -> EpochMetrics {
-        EpochMetrics {
-            epoch,
-            step,
-            lr,
-            train_loss: self.mean(self.total),
-            train_loc: self.loc.map(|v| self.mean(v)),
-            train_conf: self.conf.map(|v| self.mean(v)),
-            images_per_s: self.images as f64 / secs,
-            ..Default::default()
-        }
-    }
+fn progress_message(sums: &LossSums, lr: f64, secs: f64) -> String {
+    let rate = sums.images as f64 / secs.max(1e-9);
+    format!("loss {:.4} lr {lr:.2e} {rate:.1} img/s", sums.mean(sums.total))
 }

@@ -10,7 +10,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::Tensor;
 use common::{config, tmp};
 use train::Config;
-use train::trainer::{self, LAST, RunOptions};
+use train::trainer::{self, Existing, LAST, RunOptions};
 use zoo::Net;
 
 /// Every float tensor of a module (parameters and BatchNorm statistics) as bits, in visiting
@@ -44,16 +44,20 @@ fn a_resumed_run_ends_bit_identical_to_an_uninterrupted_one() {
         let mut b = config(&cut, backend, 3);
         b.train.batch_size = 2;
         let quiet = RunOptions { quiet: true, ..Default::default() };
-        trainer::train(&a, &quiet).unwrap();
+        let sa = trainer::train(&a, &quiet).unwrap();
         // Killed after 3 steps (mid-epoch), then twice more after 1 step, then to the end.
         trainer::train(&b, &RunOptions { stop_after: Some(3), ..quiet.clone() }).unwrap();
         for _ in 0..2 {
-            trainer::train(&b, &RunOptions { resume: true, stop_after: Some(1), ..quiet.clone() }).unwrap();
+            trainer::train(&b, &RunOptions { existing: Existing::Resume, stop_after: Some(1), ..quiet.clone() })
+                .unwrap();
         }
-        let s = trainer::train(&b, &RunOptions { resume: true, ..quiet.clone() }).unwrap();
+        let s = trainer::train(&b, &RunOptions { existing: Existing::Resume, ..quiet.clone() }).unwrap();
         assert_eq!(s.steps, 6);
         let (wa, wb) = (weights(&a, &whole), weights(&b, &cut));
         assert!(wa == wb, "{backend}: resumed weights differ from the uninterrupted run");
+        // The epoch cut in the middle reports the same mean loss (its sums are in the checkpoint).
+        let losses = |h: &[train::metrics::EpochMetrics]| h.iter().map(|m| (m.epoch, m.train_loss)).collect::<Vec<_>>();
+        assert_eq!(losses(&sa.history), losses(&s.history));
         // The weights did move (so equality is not vacuous).
         let fresh = zoo::registry::build_model(&a, &a.train.backend.device().unwrap()).unwrap();
         assert!(values(&fresh) != wa);
@@ -75,10 +79,18 @@ fn a_resumed_classifier_with_dropout_ends_bit_identical() {
         (cfg.train.batch_size, cfg.train.epochs, cfg.train.backend) = (8, 2, rnnpool_core::BackendKind::Flex);
         let quiet = RunOptions { quiet: true, ..Default::default() };
         for (i, &k) in cuts.iter().enumerate() {
-            let opts = RunOptions { resume: i > 0, stop_after: Some(k), ..quiet.clone() };
+            let opts = RunOptions {
+                existing: if i > 0 { Existing::Resume } else { Existing::Refuse },
+                stop_after: Some(k),
+                ..quiet.clone()
+            };
             trainer::train(&cfg, &opts).unwrap();
         }
-        let s = trainer::train(&cfg, &RunOptions { resume: !cuts.is_empty(), ..quiet }).unwrap();
+        let s = trainer::train(
+            &cfg,
+            &RunOptions { existing: if cuts.is_empty() { Existing::Refuse } else { Existing::Resume }, ..quiet },
+        )
+        .unwrap();
         assert_eq!(s.steps, 6);
         let w = weights(&cfg, &cfg.output.dir);
         std::fs::remove_dir_all(&cfg.output.dir).ok();

@@ -1,6 +1,7 @@
 //! One file per checkpoint: a magic tag, the training state as JSON, the model and optimizer
 //! as burnpack bytes, and a checksum over all of it, so a truncated or foreign file is a clear
-//! error. Written to a temporary file and renamed, so a kill never leaves half a checkpoint.
+//! error. Written to `<name>.tmp`, synced and renamed, so a kill never leaves half a checkpoint;
+//! a kill between the write and the rename leaves a complete `.tmp`, which [`recover`] promotes.
 //!
 //! The JSON names the model (`"model": "face_m4"`), which is all that evaluation and export
 //! read of it; the rest is the training loop's business.
@@ -106,16 +107,29 @@ impl Checkpoint {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        let tmp = path.with_extension("ckpt.tmp");
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(&buf).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+        let tmp = tmp_path(path);
+        let write = |buf: &[u8]| -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(buf)?;
+            f.sync_all()
+        };
+        if let Err(e) = write(&buf) {
+            std::fs::remove_file(&tmp).ok();
+            return Err(io(e));
+        }
+        test_hook_before_rename(path);
+        std::fs::rename(&tmp, path).map_err(io)?;
+        sync_dir(path).map_err(io)
     }
 
     /// Reads and checks the checkpoint at `path`.
     pub fn load(path: &Path) -> Result<Self, CheckpointError> {
         let buf = std::fs::read(path).map_err(|source| CheckpointError::Io { path: path.into(), source })?;
+        Self::from_bytes(path, &buf)
+    }
+
+    /// Checks and splits the bytes of a checkpoint file; `path` only names it in errors.
+    pub fn from_bytes(path: &Path, buf: &[u8]) -> Result<Self, CheckpointError> {
         let corrupt = |what: &str| CheckpointError::Corrupt { path: path.into(), what: what.into() };
         if buf.len() < 12 || &buf[..8] != MAGIC {
             return Err(CheckpointError::Foreign { path: path.into() });
@@ -150,6 +164,90 @@ impl Checkpoint {
         let state = serde_json::from_slice(&parts[0]).map_err(|e| corrupt(&format!("state JSON: {e}")))?;
         Ok(Self { state, model, optimizer })
     }
+
+    /// The optimizer step the state records (`"step"`), 0 where it has none.
+    pub fn step(&self) -> u64 {
+        self.state.get("step").and_then(|s| s.as_u64()).unwrap_or(0)
+    }
+}
+
+/// Where [`Checkpoint::save`] writes before renaming: `<path>.tmp`.
+pub fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+/// Makes a rename in `path`'s folder durable.
+fn sync_dir(path: &Path) -> std::io::Result<()> {
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => std::fs::File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
+}
+
+/// Tests of kills at the worst moment set `RNNPOOL_TEST_ABORT_BEFORE_RENAME` to a checkpoint's
+/// file name and, optionally, which of its saves (`best.ckpt:2`, default the first): the
+/// process aborts after writing that save's `.tmp` and before the rename.
+fn test_hook_before_rename(path: &Path) {
+    static SAVES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let Ok(spec) = std::env::var("RNNPOOL_TEST_ABORT_BEFORE_RENAME") else { return };
+    let (name, nth) = match spec.split_once(':') {
+        Some((name, nth)) => (name, nth.parse().unwrap_or(1)),
+        None => (spec.as_str(), 1),
+    };
+    if path.file_name().and_then(|n| n.to_str()) != Some(name) {
+        return;
+    }
+    if SAVES.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == nth {
+        eprintln!("RNNPOOL_TEST_ABORT_BEFORE_RENAME: aborting before renaming {}", path.display());
+        std::process::abort();
+    }
+}
+
+/// What [`recover`] did with a checkpoint's leftover `.tmp`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Recovery {
+    /// No `.tmp` was there.
+    Nothing,
+    /// A complete `.tmp` newer than the checkpoint (or with none beside it) became the
+    /// checkpoint; its step.
+    Promoted {
+        /// The step it holds.
+        step: u64,
+    },
+    /// A complete `.tmp` no newer than the checkpoint was removed.
+    RemovedOlder,
+    /// An incomplete or corrupt `.tmp` was removed; why it was refused.
+    RemovedIncomplete {
+        /// The reason.
+        why: String,
+    },
+}
+
+/// Settles a checkpoint's leftover `.tmp` (a kill between writing and renaming, or during the
+/// write): promoted when it is complete (its checksum verifies) and newer than `path` by step,
+/// removed otherwise.
+pub fn recover(path: &Path) -> Result<Recovery, CheckpointError> {
+    let tmp = tmp_path(path);
+    if !tmp.exists() {
+        return Ok(Recovery::Nothing);
+    }
+    let io = |source| CheckpointError::Io { path: tmp.clone(), source };
+    let outcome = match Checkpoint::load(&tmp) {
+        Ok(candidate) => {
+            let current = Checkpoint::load(path).ok().map(|c| c.step());
+            if current.is_none_or(|step| candidate.step() > step) {
+                std::fs::rename(&tmp, path).map_err(io)?;
+                sync_dir(path).map_err(io)?;
+                return Ok(Recovery::Promoted { step: candidate.step() });
+            }
+            Recovery::RemovedOlder
+        }
+        Err(e) => Recovery::RemovedIncomplete { why: e.to_string() },
+    };
+    std::fs::remove_file(&tmp).map_err(io)?;
+    Ok(outcome)
 }
 
 #[cfg(test)]
@@ -174,6 +272,7 @@ mod tests {
         assert!(back.expect_model(&p, ModelName::FaceM4).is_ok());
         assert_eq!((back.model, back.optimizer), (sample().model, sample().optimizer));
         assert!(!dir.join("a.ckpt.tmp").exists());
+        assert_eq!(tmp_path(&p), dir.join("a.ckpt.tmp"));
         let e = Checkpoint::load(&p).unwrap().expect_model(&p, ModelName::FaceC).unwrap_err().to_string();
         assert!(e.contains("a.ckpt") && e.contains("`face_m4`") && e.contains("`face_c`"), "{e}");
 
@@ -189,6 +288,35 @@ mod tests {
         assert!(Checkpoint::load(&p).err().unwrap().to_string().contains("checksum"));
         std::fs::write(&p, b"PK\x03\x04 a zip file, say").unwrap();
         assert!(matches!(Checkpoint::load(&p), Err(CheckpointError::Foreign { .. })));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    fn at_step(step: u64) -> Checkpoint {
+        Checkpoint { state: serde_json::json!({ "model": "face_m4", "step": step }), ..sample() }
+    }
+
+    #[test]
+    fn leftover_tmp_files_are_promoted_when_complete_and_newer_else_removed() {
+        let dir = std::env::temp_dir().join(format!("ckpt-recover-{}", std::process::id()));
+        let p = dir.join("best.ckpt");
+        let tmp = tmp_path(&p);
+        assert_eq!(recover(&p).unwrap(), Recovery::Nothing);
+        at_step(10).save(&p).unwrap();
+        at_step(20).save(&tmp).unwrap();
+        assert_eq!(recover(&p).unwrap(), Recovery::Promoted { step: 20 });
+        assert_eq!(Checkpoint::load(&p).unwrap().step(), 20);
+        assert!(!tmp.exists());
+        at_step(5).save(&tmp).unwrap();
+        assert_eq!(recover(&p).unwrap(), Recovery::RemovedOlder);
+        assert_eq!((Checkpoint::load(&p).unwrap().step(), tmp.exists()), (20, false));
+        at_step(30).save(&tmp).unwrap();
+        let bytes = std::fs::read(&tmp).unwrap();
+        std::fs::write(&tmp, &bytes[..bytes.len() - 3]).unwrap();
+        assert!(matches!(recover(&p).unwrap(), Recovery::RemovedIncomplete { .. }));
+        assert_eq!((Checkpoint::load(&p).unwrap().step(), tmp.exists()), (20, false));
+        std::fs::remove_file(&p).unwrap();
+        at_step(3).save(&tmp).unwrap();
+        assert_eq!(recover(&p).unwrap(), Recovery::Promoted { step: 3 });
         std::fs::remove_dir_all(&dir).ok();
     }
 }

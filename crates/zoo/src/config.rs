@@ -294,7 +294,7 @@ impl Config {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        Self::parse(path, &text)
+        Self::parse(path, text.strip_prefix('\u{feff}').unwrap_or(&text))
     }
 
     /// Parses and validates `text`, read from `path`.
@@ -307,32 +307,79 @@ impl Config {
 
     /// Checks every value against its range.
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let bad = |field, message: String| Err(ConfigError::Invalid { path: path.into(), field, message });
-        let t = &self.train;
-        let positive = [
-            ("train.epochs", t.epochs),
-            ("train.batch_size", t.batch_size),
-            ("train.devices", t.devices),
-            ("train.accumulation", t.accumulation),
-            ("train.checkpoint_every", t.checkpoint_every),
-            ("train.eval_every", t.eval_every),
-        ];
-        if let Some((field, _)) = positive.iter().find(|(_, v)| *v == 0) {
-            return bad(field, "must be at least 1".into());
-        }
-        if t.devices > t.batch_size {
-            return bad("train.devices", format!("{} devices cannot share a batch of {}", t.devices, t.batch_size));
-        }
-        if !(t.lr.is_finite() && t.lr > 0.0) {
-            return bad("train.lr", format!("{} is not a positive number", t.lr));
-        }
+        let invalid = |(field, message)| ConfigError::Invalid { path: path.into(), field, message };
+        self.train.validate().map_err(invalid)?;
+        self.eval.validate().map_err(invalid)?;
+        self.data.validate().map_err(invalid)?;
         let face_data = self.data.kind.is_face();
         if self.model.name.is_face() != face_data {
             let what =
                 if face_data { "face data needs a face model" } else { "classification data needs a classifier" };
-            return bad("model.name", format!("`{}` with data.kind `{}`: {what}", self.model.name, self.data.kind));
+            let message = format!("`{}` with data.kind `{}`: {what}", self.model.name, self.data.kind);
+            return Err(invalid(("model.name", message)));
         }
         Ok(())
+    }
+}
+
+/// A field out of its range: the field and a message with the value and the valid range.
+type Invalid = (&'static str, String);
+
+/// An error unless `ok`, naming `field`, its `value` and the `valid` range.
+fn check(field: &'static str, ok: bool, value: impl std::fmt::Display, valid: &str) -> Result<(), Invalid> {
+    if ok { Ok(()) } else { Err((field, format!("{value} is out of range (valid: {valid})"))) }
+}
+
+/// An error unless `lo <= value <= hi`.
+fn within(field: &'static str, value: usize, lo: usize, hi: usize) -> Result<(), Invalid> {
+    check(field, (lo..=hi).contains(&value), value, &format!("{lo} to {hi}"))
+}
+
+/// The largest epoch count, batch size, accumulation, candidate count accepted.
+const MAX_COUNT: usize = 1_000_000;
+
+impl TrainSection {
+    fn validate(&self) -> Result<(), Invalid> {
+        within("train.epochs", self.epochs, 1, MAX_COUNT)?;
+        within("train.batch_size", self.batch_size, 1, 65_536)?;
+        within("train.accumulation", self.accumulation, 1, 65_536)?;
+        within("train.devices", self.devices, 1, 64)?;
+        within("train.workers", self.workers, 1, 256)?;
+        within("train.checkpoint_every", self.checkpoint_every, 1, usize::MAX)?;
+        within("train.eval_every", self.eval_every, 1, usize::MAX)?;
+        if self.devices > self.batch_size {
+            let message = format!("{} devices cannot share a batch of {}", self.devices, self.batch_size);
+            return Err(("train.devices", message));
+        }
+        check("train.lr", self.lr > 0.0 && self.lr <= 10.0, self.lr, "above 0, at most 10")?;
+        check("train.momentum", (0.0..1.0).contains(&self.momentum), self.momentum, "0 to below 1")?;
+        check("train.weight_decay", (0.0..=1.0).contains(&self.weight_decay), self.weight_decay, "0 to 1")?;
+        let warmup_ok = (0.0..=MAX_COUNT as f64).contains(&self.warmup_epochs);
+        check("train.warmup_epochs", warmup_ok, self.warmup_epochs, &format!("0 to {MAX_COUNT}"))
+    }
+}
+
+impl EvalSection {
+    fn validate(&self) -> Result<(), Invalid> {
+        if let Some(t) = self.conf_thresh {
+            check("eval.conf_thresh", (0.0..=1.0).contains(&t), t, "0 to 1")?;
+        }
+        check("eval.nms_iou", self.nms_iou > 0.0 && self.nms_iou <= 1.0, self.nms_iou, "above 0, at most 1")?;
+        within("eval.top_k", self.top_k, 1, MAX_COUNT)?;
+        within("eval.keep", self.keep, 1, self.top_k)
+    }
+}
+
+impl DataSection {
+    fn validate(&self) -> Result<(), Invalid> {
+        if let Some(n) = self.limit {
+            within("data.limit", n, 1, usize::MAX)?;
+        }
+        if let Some(side) = self.image_size {
+            within("data.image_size", side as usize, 16, 4096)?;
+        }
+        check("data.train_split", !self.train_split.trim().is_empty(), "\"\"", "a split name")?;
+        check("data.val_split", !self.val_split.trim().is_empty(), "\"\"", "a split name")
     }
 }
 
@@ -372,6 +419,36 @@ mod tests {
         assert!(e.contains("expected one of wider, scut"), "{e}");
         let e = parse_err(&MIN.replace("face_m4", "vww"));
         assert!(e.contains("model.name") && e.contains("face data needs a face model"), "{e}");
+    }
+
+    #[test]
+    fn values_out_of_range_name_the_field_value_and_range() {
+        let cases = [
+            ("[train]\nlr = 1e30\n", "train.lr: 1000000000000000000000000000000 is out of range (valid: above 0"),
+            ("[train]\nlr = -1\n", "train.lr: -1 is out of range"),
+            ("[train]\nlr = nan\n", "train.lr: NaN"),
+            ("[train]\nweight_decay = -1\n", "train.weight_decay: -1 is out of range (valid: 0 to 1)"),
+            ("[train]\nmomentum = -0.5\n", "train.momentum: -0.5 is out of range (valid: 0 to below 1)"),
+            ("[train]\nwarmup_epochs = -3\n", "train.warmup_epochs: -3 is out of range (valid: 0 to 1000000)"),
+            ("[train]\nwarmup_epochs = nan\n", "train.warmup_epochs: NaN"),
+            ("[train]\nepochs = 0\n", "train.epochs: 0 is out of range (valid: 1 to 1000000)"),
+            ("[train]\nworkers = 0\n", "train.workers: 0"),
+            ("[eval]\nconf_thresh = 5\n", "eval.conf_thresh: 5 is out of range (valid: 0 to 1)"),
+            ("[eval]\nnms_iou = -1\n", "eval.nms_iou: -1"),
+            ("[eval]\nkeep = 0\n", "eval.keep: 0 is out of range (valid: 1 to 5000)"),
+            ("[eval]\ntop_k = 0\n", "eval.top_k: 0"),
+            ("[eval]\ntop_k = 10\nkeep = 20\n", "eval.keep: 20 is out of range (valid: 1 to 10)"),
+        ];
+        for (extra, want) in cases {
+            let e = parse_err(&format!("{MIN}{extra}"));
+            assert!(e.starts_with("c.toml: ") && e.contains(want), "{extra}: {e}");
+        }
+        let e = parse_err(&MIN.replace("root = ", "limit = 0\nroot = "));
+        assert!(e.contains("data.limit: 0"), "{e}");
+        let bom = format!("\u{feff}{MIN}");
+        let p = std::env::temp_dir().join(format!("bom-{}.toml", std::process::id()));
+        std::fs::write(&p, bom).unwrap();
+        assert!(Config::load(&p).is_ok());
     }
 
     #[test]

@@ -11,22 +11,20 @@ use super::ap::{GroundTruth, average_precision};
 use super::detect::Detection;
 use crate::error::ZooError;
 
-/// `(width, height)` of each image of `ds`, from the file headers.
-pub fn image_sizes(ds: &FaceDataset) -> Result<Vec<(f32, f32)>, ZooError> {
-    ds.images()
-        .iter()
-        .map(|a| {
-            let (w, h) = image::image_dimensions(&a.image)
-                .map_err(|e| data::DataError::Image { path: a.image.clone(), message: e.to_string() })?;
-            Ok((w as f32, h as f32))
-        })
-        .collect()
+/// Each image's faces as normalised ground truth (`invalid` faces ignored), in `ds`'s order.
+pub fn ground_truths(ds: &FaceDataset) -> Vec<GroundTruth> {
+    ds.images().iter().zip(ds.sizes()).map(|(a, &(w, h))| ground_truth(a, (w as f32, h as f32))).collect()
 }
 
-/// Each image's faces as normalised ground truth (`invalid` faces ignored); `sizes` from
-/// [`image_sizes`].
-pub fn ground_truths(ds: &FaceDataset, sizes: &[(f32, f32)]) -> Vec<GroundTruth> {
-    ds.images().iter().zip(sizes).map(|(a, &size)| ground_truth(a, size)).collect()
+/// AP over the images of `ds` that were scored: `detections[i]` is image `i`'s (normalised), or
+/// `None` where it was skipped as unreadable (left out of the AP with its faces).
+pub fn scored_ap(ds: &FaceDataset, detections: &[Option<Vec<Detection>>]) -> f64 {
+    let images: Vec<(Vec<Detection>, GroundTruth)> = detections
+        .iter()
+        .zip(ground_truths(ds))
+        .filter_map(|(dets, truth)| dets.as_ref().map(|d| (d.clone(), truth)))
+        .collect();
+    average_precision(&images)
 }
 
 /// One image's faces normalised by its `(width, height)`, `invalid` faces ignored.
@@ -37,14 +35,10 @@ pub fn ground_truth(a: &FaceAnnotation, (w, h): (f32, f32)) -> GroundTruth {
     }
 }
 
-/// Easy / Medium / Hard AP of `detections` (normalised, one list per image of `val`) against the
-/// official ground truth in `dir`. Images the .mat lists but `val` lacks count as undetected.
-pub fn settings_ap(
-    dir: &Path,
-    val: &FaceDataset,
-    sizes: &[(f32, f32)],
-    detections: &[Vec<Detection>],
-) -> Result<[f64; 3], ZooError> {
+/// Easy / Medium / Hard AP of `detections` (normalised, one per image of `val`, `None` where it
+/// was skipped) against the official ground truth in `dir`. Images the .mat lists but `val`
+/// lacks or skipped count as undetected, as the official evaluation counts them.
+pub fn settings_ap(dir: &Path, val: &FaceDataset, detections: &[Option<Vec<Detection>>]) -> Result<[f64; 3], ZooError> {
     let key = |p: &Path| {
         let event =
             p.parent().and_then(|d| d.file_name()).map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
@@ -52,8 +46,10 @@ pub fn settings_ap(
         format!("{event}/{file}")
     };
     let mut by_image = HashMap::new();
-    for ((a, dets), &(w, h)) in val.images().iter().zip(detections).zip(sizes) {
-        by_image.insert(key(&a.image), (dets, w, h));
+    for ((a, dets), &(w, h)) in val.images().iter().zip(detections).zip(val.sizes()) {
+        if let Some(dets) = dets {
+            by_image.insert(key(&a.image), (dets, w as f32, h as f32));
+        }
     }
     let mut out = [0.0; 3];
     for (k, setting) in data::wider_eval::SETTINGS.iter().enumerate() {
@@ -83,28 +79,34 @@ mod tests {
     fn easy_medium_hard_ap_of_the_bundled_samples_ground_truth() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/wider_sample");
         let list = WiderFace::new(&root).split("val").unwrap();
-        let val = FaceDataset::new(list, FacePipeline::QvgaTest, 0, &root).unwrap();
+        let val = FaceDataset::new(list, FacePipeline::QvgaTest, 0, &root, false).unwrap();
         let gt = root.join("eval_tools/ground_truth");
         // Every face detected exactly: AP 1 in every setting.
-        let dets = |keep: &dyn Fn(&data::wider::FaceBox) -> bool| -> Vec<Vec<Detection>> {
+        let dets = |keep: &dyn Fn(&data::wider::FaceBox) -> bool| -> Vec<Option<Vec<Detection>>> {
             val.images()
                 .iter()
-                .map(|a| {
-                    let (w, h) = image::image_dimensions(&a.image).unwrap();
+                .zip(val.sizes())
+                .map(|(a, &(w, h))| {
                     let (w, h) = (w as f32, h as f32);
-                    a.boxes
-                        .iter()
-                        .filter(|b| keep(b))
-                        .map(|b| Detection { bbox: [b.x1 / w, b.y1 / h, b.x2 / w, b.y2 / h], score: 0.9 })
-                        .collect()
+                    let found = a.boxes.iter().filter(|b| keep(b));
+                    Some(
+                        found
+                            .map(|b| Detection { bbox: [b.x1 / w, b.y1 / h, b.x2 / w, b.y2 / h], score: 0.9 })
+                            .collect(),
+                    )
                 })
                 .collect()
         };
-        let sizes = image_sizes(&val).unwrap();
-        assert_eq!(settings_ap(&gt, &val, &sizes, &dets(&|_| true)).unwrap(), [1.0, 1.0, 1.0]);
+        assert_eq!(settings_ap(&gt, &val, &dets(&|_| true)).unwrap(), [1.0, 1.0, 1.0]);
+        assert_eq!(scored_ap(&val, &dets(&|_| true)), 1.0);
         // Only the faces >= 50 px tall (the sample's Easy): Easy stays 1, Hard drops.
-        let [easy, medium, hard] = settings_ap(&gt, &val, &sizes, &dets(&|b| b.height() >= 50.0)).unwrap();
+        let [easy, medium, hard] = settings_ap(&gt, &val, &dets(&|b| b.height() >= 50.0)).unwrap();
         assert_eq!(easy, 1.0);
         assert!(medium < 1.0 && hard < medium, "{medium} {hard}");
+        // A skipped image is left out of the scored AP but undetected in the official one.
+        let mut skipped = dets(&|_| true);
+        skipped[0] = None;
+        assert_eq!(scored_ap(&val, &skipped), 1.0);
+        assert!(settings_ap(&gt, &val, &skipped).unwrap()[2] < 1.0);
     }
 }

@@ -71,18 +71,25 @@ pub fn detect_one(model: &FaceDetector, input: Tensor<4>, cfg: DetectConfig) -> 
 }
 
 /// The original's multi-scale + mirror test with box voting on every image of `ds`; boxes
-/// normalised.
+/// normalised; `None` for an image that cannot be decoded when `ds` skips bad images.
 pub fn multiscale_detections(
     model: &FaceDetector,
     ds: &FaceDataset,
     qvga: bool,
     cfg: DetectConfig,
     device: &Device,
-) -> Result<Vec<Vec<Detection>>, ZooError> {
+) -> Result<Vec<Option<Vec<Detection>>>, ZooError> {
     let budget = if qvga { QVGA_TEST_PIXELS } else { VGA_TEST_PIXELS };
     let mut out = Vec::with_capacity(ds.len());
     for a in ds.images() {
-        let img = data::image_io::load_rgb(&a.image)?;
+        let img = match data::image_io::load_rgb(&a.image) {
+            Ok(img) => img,
+            Err(_) if ds.skip_bad() => {
+                out.push(None);
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         let (w, h) = (img.width() as f32, img.height() as f32);
         let mut failure = None;
         let dets = multiscale_detect((w * h) as f64, budget, cfg.keep, |scale, mirror| {
@@ -94,11 +101,11 @@ pub fn multiscale_detections(
         if let Some(e) = failure {
             return Err(e);
         }
-        out.push(
+        out.push(Some(
             dets.into_iter()
                 .map(|d| Detection { bbox: [d.bbox[0] / w, d.bbox[1] / h, d.bbox[2] / w, d.bbox[3] / h], ..d })
                 .collect(),
-        );
+        ));
     }
     Ok(out)
 }
