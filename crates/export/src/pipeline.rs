@@ -136,26 +136,9 @@ pub fn input_shape(cfg: &Config, size: Option<[usize; 2]>) -> Result<Shape, Expo
     {
         return Err(ExportError::InputSize { size: [h, w], max: MAX_INPUT_SIDE });
     }
-    let (_, channels) = registry::classes_and_channels(&cfg.data)?;
-    let name = cfg.model.name;
-    Ok(match (name.is_face(), name.is_qvga()) {
-        (true, true) => {
-            let [h, w] = size.unwrap_or([240, 320]);
-            [h, w, 1]
-        }
-        (true, false) => {
-            let [h, w] = size.unwrap_or([480, 640]);
-            [h, w, 3]
-        }
-        (false, _) => {
-            let side = match cfg.data.kind {
-                DataKind::FashionMnist => 28,
-                _ => cfg.data.image_size.unwrap_or(224) as usize,
-            };
-            let [h, w] = size.unwrap_or([side, side]);
-            [h, w, channels]
-        }
-    })
+    let [channels, h, w] = registry::deployed_input(cfg)?;
+    let [h, w] = size.unwrap_or([h, w]);
+    Ok([h, w, channels])
 }
 
 /// The first calibration image quantized, and what the C must output for it, to check a build.

@@ -3,11 +3,15 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use burn::data::dataloader::Progress;
 use burn::data::dataloader::batcher::Batcher;
-use burn::data::dataset::Dataset;
+use burn::data::dataset::{Dataset, DatasetError};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
-use burn::tensor::TensorData;
+use burn::tensor::{TensorData, TensorReadError};
+use burn::train::metric::{
+    AccuracyInput, AccuracyMetric, Metric, MetricMetadata, Numeric, NumericEntry, TopKAccuracyInput, TopKAccuracyMetric,
+};
 use data::augment::AugRng;
 use data::augment::classification::{IMAGENET_SCALE, VWW_SCALE};
 use data::class_dataset::{ClassBatch, ClassBatcher, ClassItem, ClassPipeline, FashionMnistDataset, ImageClassDataset};
@@ -30,7 +34,7 @@ pub enum ClassData {
 }
 
 impl ClassData {
-    fn get(&self, i: usize) -> Result<ClassItem, TrainError> {
+    fn item(&self, i: usize) -> Result<ClassItem, TrainError> {
         match self {
             Self::Images(d) => d.get(i),
             Self::Fashion(d) => d.get(i),
@@ -66,7 +70,7 @@ impl ClassData {
                 Err(_) if d.skip_bad() => Ok(None),
                 Err(e) => Err(e.into()),
             },
-            Self::Fashion(_) => self.get(i).map(Some),
+            Self::Fashion(_) => self.item(i).map(Some),
         }
     }
 
@@ -96,6 +100,20 @@ impl ClassData {
     }
 }
 
+/// burn's view, for burn-train's data loaders (`--learner burn-train`).
+impl Dataset<ClassItem> for ClassData {
+    fn get(&self, index: usize) -> Result<ClassItem, DatasetError> {
+        match self {
+            Self::Images(d) => d.get(index),
+            Self::Fashion(d) => d.get(index),
+        }
+    }
+
+    fn len(&self) -> usize {
+        ClassData::len(self)
+    }
+}
+
 fn photo_list(data: &DataSection, split: &str) -> Result<ClassList, TrainError> {
     let mut list = match data.kind {
         DataKind::ImageNet => ImageNet::new(&data.root).split(split)?,
@@ -115,7 +133,9 @@ fn photo_list(data: &DataSection, split: &str) -> Result<ClassList, TrainError> 
     Ok(list)
 }
 
-fn split(cfg: &Config, split: &str, train: bool) -> Result<ClassData, TrainError> {
+/// The split `split` of the classification data `cfg` names, with training augmentation when
+/// `train`.
+pub fn split(cfg: &Config, split: &str, train: bool) -> Result<ClassData, TrainError> {
     let d = &cfg.data;
     if d.kind == DataKind::FashionMnist {
         let mut ds = FashionMnistDataset::new(Mnist::load(&d.root, split)?, train && d.augment, cfg.train.seed);
@@ -161,7 +181,7 @@ impl ClassTask {
 
     fn batch(&self, data: &ClassData, indices: &[usize], device: &Device) -> Result<ClassBatch, TrainError> {
         let items: Vec<ClassItem> =
-            self.loaders.install(|| indices.par_iter().map(|&i| data.get(i)).collect::<Result<_, _>>())?;
+            self.loaders.install(|| indices.par_iter().map(|&i| data.item(i)).collect::<Result<_, _>>())?;
         Ok(ClassBatcher.batch(items, device))
     }
 
@@ -192,15 +212,42 @@ fn dropout_mask(seed: u64, epoch: u64, indices: &[usize], prob: f64, features: u
     Tensor::from_data(TensorData::new(keep, [indices.len(), features]), device)
 }
 
-/// Top-1 and top-5 hits of `logits` `[n, classes]` against `labels`.
-pub fn top_k_hits(logits: &[f32], classes: usize, labels: &[usize]) -> (usize, usize) {
-    let (mut top1, mut top5) = (0, 0);
-    for (row, &label) in logits.chunks_exact(classes).zip(labels) {
-        let above = row.iter().filter(|&&v| v > row[label]).count();
-        top1 += usize::from(above == 0);
-        top5 += usize::from(above < 5);
+/// Top-1 and top-5 accuracy (burn-train's metrics, in percent) and the confusion matrix over
+/// the batches of an evaluation.
+struct Scores {
+    top1: AccuracyMetric,
+    top5: TopKAccuracyMetric,
+    confusion: Vec<Vec<u64>>,
+}
+
+impl Scores {
+    fn new(classes: usize) -> Self {
+        // With fewer than 5 classes, top-5 is every class.
+        let top5 = TopKAccuracyMetric::new(classes.clamp(1, 5));
+        Self { top1: AccuracyMetric::new(), top5, confusion: vec![vec![0; classes]; classes] }
     }
-    (top1, top5)
+
+    fn add(&mut self, logits: Tensor<2>, labels: Tensor<1, Int>) -> Result<(), TrainError> {
+        let meta = MetricMetadata { progress: Progress::new(0, 0, None), iteration: None, lr: None };
+        let read = |e: TensorReadError| TrainError::Dataset(format!("reading logits back: {e}"));
+        self.top1.update(&AccuracyInput::new(logits.clone(), labels.clone()), &meta).map_err(read)?;
+        self.top5.update(&TopKAccuracyInput::new(logits.clone(), labels.clone()), &meta).map_err(read)?;
+        let predicted = logits.argmax(1).into_data().iter::<i64>().collect::<Vec<_>>();
+        let truth = labels.into_data().iter::<i64>().collect::<Vec<_>>();
+        let n = self.confusion.len();
+        for (&t, &p) in truth.iter().zip(&predicted) {
+            if (t as usize) < n && (p as usize) < n {
+                self.confusion[t as usize][p as usize] += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Top-1 and top-5 as fractions.
+    fn accuracy(&self) -> (f64, f64) {
+        let share = |e: Option<NumericEntry>| e.map_or(0.0, |e| e.current() / 100.0);
+        (share(self.top1.running_value()), share(self.top5.running_value()))
+    }
 }
 
 impl Task for ClassTask {
@@ -239,27 +286,25 @@ impl Task for ClassTask {
     /// `skip_bad`) are left out and counted.
     fn evaluate(&self, net: &Net) -> Result<Evaluation, TrainError> {
         let n = self.val.len();
-        let (mut loss, mut top1, mut top5, mut skipped) = (0.0f64, 0usize, 0usize, 0usize);
+        let (mut loss, mut skipped, mut scores) = (0.0f64, 0usize, None);
         for start in (0..n).step_by(self.eval_batch) {
             let idx: Vec<usize> = (start..(start + self.eval_batch).min(n)).collect();
             let (batch, left_out) = self.val_batch(&idx)?;
             skipped += left_out;
             let Some(b) = batch else { continue };
-            let labels: Vec<usize> = b.labels.clone().into_data().iter::<i64>().map(|l| l as usize).collect();
             let logits = net.classify(b.images)?;
-            let classes = logits.dims()[1];
-            let ce = CrossEntropyLossConfig::new().init(&logits.device()).forward(logits.clone(), b.labels);
-            loss += ce.into_scalar::<f32>() as f64 * labels.len() as f64;
-            let host: Vec<f32> = logits.into_data().iter::<f32>().collect();
-            let (h1, h5) = top_k_hits(&host, classes, &labels);
-            (top1, top5) = (top1 + h1, top5 + h5);
+            let ce = CrossEntropyLossConfig::new().init(&logits.device()).forward(logits.clone(), b.labels.clone());
+            loss += ce.into_scalar::<f32>() as f64 * b.labels.dims()[0] as f64;
+            scores.get_or_insert_with(|| Scores::new(logits.dims()[1])).add(logits, b.labels)?;
         }
         let scored = (n - skipped).max(1) as f64;
+        let (top1, top5) = scores.as_ref().map_or((0.0, 0.0), Scores::accuracy);
         Ok(Evaluation {
             loss: loss / scored,
-            top1: Some(top1 as f64 / scored),
-            top5: Some(top5 as f64 / scored),
+            top1: Some(top1),
+            top5: Some(top5),
             skipped,
+            confusion: scores.map(|s| s.confusion),
             ..Default::default()
         })
     }
@@ -270,13 +315,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn top_k_counts_ranks() {
-        // Label ranked 1st, 3rd, and 7th of 7.
+    fn scores_count_top_k_and_the_confusion_matrix() {
+        let device = Device::flex();
+        // Labels ranked 1st, 3rd and 7th of 7.
         let logits = [
             9.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, //
             1.0, 9.0, 8.0, 3.0, 4.0, 5.0, 6.0, //
-            0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0,
+            0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0f32,
         ];
-        assert_eq!(top_k_hits(&logits, 7, &[0, 6, 0]), (1, 2));
+        let logits = Tensor::<2>::from_data(TensorData::new(logits.to_vec(), [3, 7]), &device);
+        let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 6, 0], [3]), &device);
+        let mut scores = Scores::new(7);
+        scores.add(logits, labels).unwrap();
+        let (top1, top5) = scores.accuracy();
+        assert!((top1 - 1.0 / 3.0).abs() < 1e-9 && (top5 - 2.0 / 3.0).abs() < 1e-9, "{top1} {top5}");
+        assert_eq!(scores.confusion[0][0], 1);
+        assert_eq!(scores.confusion[6][1], 1);
+        assert_eq!(scores.confusion[0][6], 1);
+        assert_eq!(scores.confusion.iter().flatten().sum::<u64>(), 3);
     }
 }

@@ -82,7 +82,10 @@ pub enum TrainError {
         /// The latest checkpoint.
         checkpoint: PathBuf,
     },
-    /// Stopped by SIGINT, SIGTERM or SIGHUP after writing a checkpoint.
+    /// `--learner burn-train` cannot do what was asked.
+    #[error("--learner burn-train: {0}")]
+    Learner(String),
+    /// Stopped by SIGINT, SIGTERM, SIGHUP or the dashboard after writing a checkpoint.
     #[error("interrupted: stopped after step {step} and wrote {checkpoint}; continue with --resume")]
     Interrupted {
         /// Steps taken.

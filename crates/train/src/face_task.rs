@@ -8,8 +8,9 @@ use data::face_dataset::{FaceBatch, FaceBatcher, FaceDataset, FaceItem, FacePipe
 use models::FaceDetector;
 use rayon::prelude::*;
 use zoo::config::{Config, DataKind};
+use zoo::s3fd::ap::PrCurve;
 use zoo::s3fd::detect::detect;
-use zoo::s3fd::ground_truth::{scored_ap, settings_ap};
+use zoo::s3fd::ground_truth::{scored_pr, settings_pr};
 use zoo::s3fd::inference::{detect_config, eval_pipeline, face_list, multiscale_detections, priors_host};
 use zoo::s3fd::{DetectConfig, Detection};
 
@@ -211,12 +212,17 @@ impl Task for FaceTask {
         if self.multiscale {
             r.detections = multiscale_detections(model, &self.val, self.qvga, self.detect, &self.device)?;
         }
-        let ap_settings = match &self.wider_gt {
-            Some(dir) => Some(settings_ap(dir, &self.val, &r.detections)?),
+        let settings = match &self.wider_gt {
+            Some(dir) => Some(settings_pr(dir, &self.val, &r.detections)?),
             None => None,
         };
         let skipped = r.detections.iter().filter(|d| d.is_none()).count() + self.val.screening().unreadable.len();
-        let ap = Some(scored_ap(&self.val, &r.detections));
-        Ok(Evaluation { loss: r.loss, ap, ap_settings, skipped, ..Default::default() })
+        let all = scored_pr(&self.val, &r.detections);
+        let ap_settings = settings.as_ref().map(|s| s.each_ref().map(PrCurve::ap));
+        let mut pr = vec![("all faces".to_string(), all.clone())];
+        if let Some([easy, medium, hard]) = settings {
+            pr.extend([("Easy".into(), easy), ("Medium".into(), medium), ("Hard".into(), hard)]);
+        }
+        Ok(Evaluation { loss: r.loss, ap: Some(all.ap()), ap_settings, skipped, pr, ..Default::default() })
     }
 }

@@ -1,7 +1,8 @@
 //! Training and evaluation of the RNNPool models: the training loop with exact resume
 //! ([`trainer`]), the face detection and classification tasks ([`face_task`], [`class_task`]),
 //! S3FD's matcher and multibox loss ([`s3fd`]), the learning-rate schedule, RNNPool-Face-M4's
-//! sparsification, and per-epoch metrics files.
+//! sparsification, and per-epoch metrics files; what a run shows through burn-train
+//! ([`dashboard`]) and draws ([`plots`]); burn-train's own `Learner` for classifiers ([`learner`]).
 //!
 //! Configs, the model registry, checkpoints and detection inference are in the `zoo` crate,
 //! which export shares.
@@ -9,9 +10,12 @@
 #![warn(missing_docs)]
 
 pub mod class_task;
+pub mod dashboard;
 pub mod error;
 pub mod face_task;
+pub mod learner;
 pub mod metrics;
+pub mod plots;
 pub mod run_dir;
 pub mod s3fd;
 pub mod schedule;

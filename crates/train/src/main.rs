@@ -1,15 +1,17 @@
 //! `cargo run --release -p train -- --config configs/s3fd_rnnpool.toml` trains; `eval` and
-//! `detect` use a checkpoint. Results go to stdout, logs (tracing) and progress to stderr.
+//! `detect` use a checkpoint; `summary` prints a model's layers. Results go to stdout, logs
+//! (tracing) and progress to stderr, or burn-train's dashboard in a terminal.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Parser, Subcommand};
+use burn::train::Interrupter;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use image::Rgb;
 use rnnpool_core::BackendKind;
 use train::Config;
+use train::dashboard::{Display, LogWriter};
 use train::trainer::{self, Existing, RunOptions};
 use zoo::s3fd::inference::{detect_config, detect_one, eval_pipeline};
 
@@ -34,6 +36,20 @@ enum Command {
     Eval(EvalArgs),
     /// Run a checkpoint on one image and write a PNG with the boxes and scores.
     Detect(DetectArgs),
+    /// The model of a config, layer by layer: output shape, parameters, MACs, activation
+    /// memory, and the peak RAM under the paper's convention.
+    Summary(SummaryArgs),
+}
+
+/// The training loop.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+enum LearnerKind {
+    /// Ours: exact mid-epoch resume, host-side S3FD matching, sparsification, data-parallel
+    /// devices; every model.
+    #[default]
+    Ours,
+    /// burn-train's SupervisedTraining + Learner; classifiers only.
+    BurnTrain,
 }
 
 /// Overrides of the config's common fields.
@@ -70,6 +86,12 @@ struct TrainArgs {
     /// start a new schedule segment at the epoch in progress.
     #[arg(long, requires = "resume")]
     allow_changes: bool,
+    /// Plain progress lines instead of burn-train's dashboard, even in a terminal.
+    #[arg(long)]
+    no_tui: bool,
+    /// The training loop.
+    #[arg(long, value_enum, default_value_t)]
+    learner: LearnerKind,
     #[command(flatten)]
     overrides: Overrides,
 }
@@ -95,6 +117,21 @@ struct DetectArgs {
     /// The PNG (or JPEG) to write.
     #[arg(long, default_value = "detections.png")]
     out: PathBuf,
+}
+
+#[derive(Args)]
+struct SummaryArgs {
+    #[arg(long)]
+    config: PathBuf,
+    /// The input `CxHxW` (default: the model's deployed input, or its data's size).
+    #[arg(long)]
+    input: Option<String>,
+    /// Bytes per activation: 4 (float) or 1 (int8).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=4))]
+    bytes: u8,
+    /// Also print burn's module tree.
+    #[arg(long)]
+    tree: bool,
 }
 
 fn load_config(path: &Path, o: &Overrides) -> Result<Config> {
@@ -133,29 +170,39 @@ fn run_train(args: TrainArgs) -> Result<()> {
     let opts = RunOptions {
         existing,
         allow_changes: args.allow_changes,
-        interrupt: Some(stop_on_signals()?),
+        no_tui: args.no_tui,
+        interrupt: stop_on_signals()?,
         ..Default::default()
     };
-    let summary = trainer::train(&cfg, &opts).with_context(|| format!("training with {}", path.display()))?;
+    let summary = match args.learner {
+        LearnerKind::Ours => trainer::train(&cfg, &opts),
+        LearnerKind::BurnTrain => train::learner::train(&cfg, &opts, Display::choose(args.no_tui, false)),
+    };
+    let summary = summary.with_context(|| format!("training with {}", path.display()))?;
     println!("{}", train::metrics::to_csv(&summary.history).trim_end());
     println!("checkpoints and metrics in {}", summary.out_dir.display());
     Ok(())
 }
 
-/// SIGINT, SIGTERM and SIGHUP set the returned flag, and the trainer stops after the current
-/// step with a checkpoint; a second signal exits at once.
-fn stop_on_signals() -> Result<Arc<AtomicBool>> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let seen = flag.clone();
+/// SIGINT, SIGTERM and SIGHUP stop the returned interrupter (as the dashboard's quit key
+/// does), and the trainer stops after the current step with a checkpoint; a second signal
+/// exits at once.
+fn stop_on_signals() -> Result<Interrupter> {
+    let interrupter = Interrupter::new();
+    let stop = interrupter.clone();
+    let seen = AtomicBool::new(false);
     ctrlc::set_handler(move || {
         if seen.swap(true, Ordering::SeqCst) {
             eprintln!("second signal: exiting now, without a checkpoint");
             std::process::exit(130);
         }
-        eprintln!("signal received: finishing the current step and writing a checkpoint (signal again to exit now)");
+        tracing::warn!(
+            "signal received: finishing the current step and writing a checkpoint (signal again to exit now)"
+        );
+        stop.stop(Some("signal"));
     })
     .context("installing the SIGINT / SIGTERM handler")?;
-    Ok(flag)
+    Ok(interrupter)
 }
 
 /// An error unless `out` can be written as an image: not a folder, a .png or .jpg name.
@@ -219,15 +266,7 @@ fn run_detect(args: DetectArgs) -> Result<()> {
         let b = [d.bbox[0] * w, d.bbox[1] * h, d.bbox[2] * w, d.bbox[3] * h];
         println!("{:.1} {:.1} {:.1} {:.1} {:.4}", b[0], b[1], b[2], b[3], d.score);
         if d.score >= 0.5 {
-            data::draw::draw_box(&mut img, b, Rgb([0, 255, 0]), 2);
-            data::draw::draw_number(
-                &mut img,
-                b[0] as i64,
-                b[1] as i64 - 12,
-                &format!("{:.2}", d.score),
-                Rgb([0, 255, 0]),
-                2,
-            );
+            data::draw::draw_detection(&mut img, b, d.score, Rgb([0, 230, 0]));
         }
     }
     img.save(&args.out).with_context(|| format!("writing {}", args.out.display()))?;
@@ -240,13 +279,49 @@ fn run_detect(args: DetectArgs) -> Result<()> {
     Ok(())
 }
 
+fn run_summary(args: SummaryArgs) -> Result<()> {
+    let cfg = load_config(&args.config, &Overrides::default())?;
+    let input = match &args.input {
+        Some(text) => parse_input(text)?,
+        None => zoo::registry::deployed_input(&cfg)?,
+    };
+    let device = burn::prelude::Device::flex();
+    let net = zoo::registry::build_model(&cfg, &device)?;
+    if args.tree {
+        println!("{net}");
+    }
+    let [c, h, w] = input;
+    println!("{} ({}), input {c}x{h}x{w}, {} bytes per activation", cfg.model.name, args.config.display(), args.bytes);
+    println!("parameters (burn's count): {}", burn::module::Module::num_params(&net));
+    match net.report(input)? {
+        Some(report) => print!("{}", report.table(args.bytes as usize)),
+        None => println!("(no layer table for this model; --tree prints burn's module tree)"),
+    }
+    Ok(())
+}
+
+/// `CxHxW`, each 1 to 4096.
+fn parse_input(text: &str) -> Result<[usize; 3]> {
+    let dims: Vec<usize> = text
+        .split('x')
+        .map(|d| d.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("--input {text}: expected CxHxW, e.g. 1x240x320"))?;
+    match dims[..] {
+        [c, h, w] if [c, h, w].iter().all(|&d| (1..=4096).contains(&d)) => Ok([c, h, w]),
+        _ => bail!("--input {text}: expected three sizes CxHxW, each 1 to 4096, e.g. 1x240x320"),
+    }
+}
+
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // burn-train's Learner logs every iteration at info level.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,burn_train=warn")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(LogWriter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     match cli.command {
@@ -254,5 +329,6 @@ fn main() -> Result<()> {
         Some(Command::Train(a)) => run_train(a),
         Some(Command::Eval(a)) => run_eval(a),
         Some(Command::Detect(a)) => run_detect(a),
+        Some(Command::Summary(a)) => run_summary(a),
     }
 }

@@ -1,9 +1,8 @@
 //! Per-epoch metrics: kept in the checkpoint, written as `metrics.csv` and `metrics.json`
-//! (atomically) and drawn as `curves.png`.
+//! (atomically); [`crate::plots`] draws them.
 
 use std::path::Path;
 
-use image::{Rgb, RgbImage};
 use serde::{Deserialize, Serialize};
 
 /// One epoch's row of `metrics.csv`.
@@ -116,71 +115,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(tmp, path)
 }
 
-/// `metrics.csv`, `metrics.json` and `curves.png` in `dir`.
+/// `metrics.csv` and `metrics.json` in `dir`.
 pub fn write_all(dir: &Path, rows: &[EpochMetrics]) -> std::io::Result<()> {
     write_atomic(&dir.join("metrics.csv"), to_csv(rows).as_bytes())?;
     let json = serde_json::to_vec_pretty(rows).map_err(std::io::Error::other)?;
-    write_atomic(&dir.join("metrics.json"), &json)?;
-    let mut png = Vec::new();
-    plot(rows).write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).map_err(std::io::Error::other)?;
-    write_atomic(&dir.join("curves.png"), &png)
-}
-
-/// Training loss (red) and validation loss (blue), each scaled to its own range, and the
-/// validation AP / top-1 (green, 0..1) over epochs, on a grid.
-pub fn plot(rows: &[EpochMetrics]) -> RgbImage {
-    let (w, h, m) = (640u32, 360u32, 30u32);
-    let mut img = RgbImage::from_pixel(w, h, Rgb([255, 255, 255]));
-    for i in 0..=4 {
-        let y = m + i * (h - 2 * m) / 4;
-        for x in m..w - m {
-            img.put_pixel(x, y, Rgb([225, 225, 225]));
-        }
-    }
-    let series: [(Vec<Option<f64>>, Rgb<u8>, bool); 3] = [
-        (rows.iter().map(|r| Some(r.train_loss)).collect(), Rgb([220, 40, 40]), false),
-        (rows.iter().map(|r| r.val_loss).collect(), Rgb([40, 80, 220]), false),
-        (rows.iter().map(|r| r.val_ap.or(r.val_top1)).collect(), Rgb([30, 160, 60]), true),
-    ];
-    let n = rows.len().max(2) - 1;
-    for (values, colour, unit) in series {
-        let finite: Vec<f64> = values.iter().flatten().copied().filter(|v| v.is_finite()).collect();
-        if finite.is_empty() {
-            continue;
-        }
-        let (lo, hi) =
-            if unit { (0.0, 1.0) } else { finite.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v))) };
-        let span = if hi > lo { hi - lo } else { 1.0 };
-        let point = |i: usize, v: f64| {
-            let x = m as f64 + i as f64 * (w - 2 * m) as f64 / n as f64;
-            let y = (h - m) as f64 - (v - lo) / span * (h - 2 * m) as f64;
-            (x, y)
-        };
-        let pts: Vec<(f64, f64)> =
-            values.iter().enumerate().filter_map(|(i, v)| v.filter(|v| v.is_finite()).map(|v| point(i, v))).collect();
-        for pair in pts.windows(2) {
-            let steps = ((pair[1].0 - pair[0].0).abs().max((pair[1].1 - pair[0].1).abs()) as usize).max(1);
-            for s in 0..=steps {
-                let t = s as f64 / steps as f64;
-                let (x, y) = (pair[0].0 + t * (pair[1].0 - pair[0].0), pair[0].1 + t * (pair[1].1 - pair[0].1));
-                for dy in 0..2 {
-                    let (px, py) = (x.round() as u32, (y.round() as u32 + dy).min(h - 1));
-                    if px < w {
-                        img.put_pixel(px, py, colour);
-                    }
-                }
-            }
-        }
-        for &(x, y) in &pts {
-            for d in 0..9u32 {
-                let (px, py) = ((x as u32 + d % 3).saturating_sub(1), (y as u32 + d / 3).saturating_sub(1));
-                if px < w && py < h {
-                    img.put_pixel(px, py, colour);
-                }
-            }
-        }
-    }
-    img
+    write_atomic(&dir.join("metrics.json"), &json)
 }
 
 #[cfg(test)]
@@ -188,7 +127,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn csv_json_and_png_are_written() {
+    fn csv_and_json_are_written() {
         let rows: Vec<EpochMetrics> = (0..3)
             .map(|e| EpochMetrics {
                 epoch: e,
@@ -207,8 +146,6 @@ mod tests {
         let back: Vec<EpochMetrics> =
             serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap();
         assert_eq!(back, rows);
-        let png = image::open(dir.join("curves.png")).unwrap().to_rgb8();
-        assert!(png.pixels().any(|p| *p == Rgb([220, 40, 40])) && png.pixels().any(|p| *p == Rgb([30, 160, 60])));
         std::fs::remove_dir_all(&dir).ok();
     }
 }

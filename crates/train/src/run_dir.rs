@@ -18,7 +18,7 @@ pub const BEST: &str = "best.ckpt";
 /// The lock file.
 pub const LOCK: &str = "run.lock";
 /// What a run writes besides its checkpoints (`--overwrite` removes them with the checkpoints).
-pub const OUTPUTS: [&str; 3] = ["metrics.csv", "metrics.json", "curves.png"];
+pub const OUTPUTS: [&str; 5] = ["metrics.csv", "metrics.json", "curves.png", "pr_curve.png", "confusion.png"];
 
 /// A run folder, locked for as long as this value lives.
 #[derive(Debug)]
@@ -107,6 +107,11 @@ impl RunDir {
         for p in self.earlier_checkpoints().into_iter().chain(outputs) {
             std::fs::remove_file(&p).map_err(TrainError::io(&p))?;
             tracing::warn!(path = %p.display(), "--overwrite: removed");
+        }
+        let logs = self.join(crate::dashboard::LOG_DIR);
+        if logs.is_dir() {
+            std::fs::remove_dir_all(&logs).map_err(TrainError::io(&logs))?;
+            tracing::warn!(path = %logs.display(), "--overwrite: removed");
         }
         Ok(())
     }

@@ -5,6 +5,7 @@ use burn::prelude::*;
 
 use crate::error::TrainError;
 use zoo::Net;
+use zoo::s3fd::ap::PrCurve;
 
 /// A micro-batch's loss and, for detection, its localisation and classification parts.
 pub struct StepLoss {
@@ -31,6 +32,11 @@ pub struct Evaluation {
     pub top5: Option<f64>,
     /// Validation images skipped as unreadable (`data.skip_bad`), up front or when decoded.
     pub skipped: usize,
+    /// Detection: the precision-recall curves, named (all faces, then Easy / Medium / Hard when
+    /// the official ground truth is there).
+    pub pr: Vec<(String, PrCurve)>,
+    /// Classification: `confusion[true][predicted]` image counts.
+    pub confusion: Option<Vec<Vec<u64>>>,
 }
 
 /// What the training loop needs of a task.

@@ -11,8 +11,6 @@
 //! stops it after the current step with a checkpoint.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use burn::module::Module;
@@ -22,21 +20,23 @@ use burn::optim::{
     AdamConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer, MultiGradientsParams, SgdConfig,
 };
 use burn::prelude::*;
+use burn::train::Interrupter;
 use data::augment::AugRng;
-use indicatif::{ProgressBar, ProgressStyle};
 use zoo::Net;
 use zoo::config::{Config, Optimizer};
 
 use crate::class_task::ClassTask;
+use crate::dashboard::{Dashboard, Display, StepReport};
 use crate::error::TrainError;
 use crate::face_task::FaceTask;
 use crate::metrics::{self, EpochMetrics};
+use crate::plots;
 use crate::run_dir::RunDir;
 pub use crate::run_dir::{BEST, Existing, LAST};
 use crate::schedule::WarmupCosine;
 use crate::sparsify::{M4_KEEP, sparsify_rnnpool};
 use crate::state::{LossSums, RunSettings, Segment, TrainState};
-use crate::task::Task;
+use crate::task::{Evaluation, Task};
 
 /// What a finished run reports.
 #[derive(Debug, Clone)]
@@ -50,7 +50,7 @@ pub struct RunSummary {
 }
 
 /// Options that are not part of the experiment's definition.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct RunOptions {
     /// What to do with an earlier run in the folder: refuse (the default), resume from
     /// `<out>/last.ckpt`, or overwrite.
@@ -59,10 +59,13 @@ pub struct RunOptions {
     pub allow_changes: bool,
     /// Stop after this many optimizer steps in this process (tests of resume).
     pub stop_after: Option<usize>,
-    /// No progress bar or per-epoch lines.
+    /// No progress display or per-epoch lines.
     pub quiet: bool,
-    /// Set (by a signal handler) to stop after the current step with a checkpoint.
-    pub interrupt: Option<Arc<AtomicBool>>,
+    /// Plain progress even in a terminal, instead of burn-train's dashboard.
+    pub no_tui: bool,
+    /// Stopped (by a signal, or from the dashboard) to end the run after the current step with
+    /// a checkpoint.
+    pub interrupt: Interrupter,
 }
 
 /// The optimizer `[train]` describes (PyTorch's SGD: no dampening).
@@ -114,17 +117,15 @@ pub fn train_on(cfg: &Config, opts: &RunOptions, devices: &[Device]) -> Result<R
         net = run.step(net)?;
         steps_here += 1;
         run.after_step(&net)?;
-        if opts.interrupt.as_ref().is_some_and(|flag| flag.load(Ordering::SeqCst)) {
+        if opts.interrupt.should_stop() {
             let checkpoint = run.dir.join(LAST);
             run.state.save(&checkpoint, &net, &run.optim)?;
-            run.bar.abandon();
             return Err(TrainError::Interrupted { step: run.state.step, checkpoint });
         }
     }
     if opts.stop_after.is_some() && run.state.step < run.plan.total {
         run.state.save(&run.dir.join(LAST), &net, &run.optim)?;
     }
-    run.bar.finish_and_clear();
     Ok(RunSummary { steps: run.state.step, history: run.state.history, out_dir: run.dir.path.clone() })
 }
 
@@ -176,7 +177,6 @@ impl Plan {
 /// A run in progress: everything but the model, which moves through the optimizer each step.
 struct Run<'a> {
     cfg: &'a Config,
-    opts: &'a RunOptions,
     /// The autodiff devices; the first holds the model.
     replicas: Vec<Device>,
     task: Box<dyn Task>,
@@ -184,7 +184,7 @@ struct Run<'a> {
     optim: ModuleOptimizer,
     state: TrainState,
     dir: RunDir,
-    bar: ProgressBar,
+    dashboard: Dashboard,
     /// This epoch's sample order, with its epoch.
     order: Option<(usize, Vec<usize>)>,
     epoch_start: Instant,
@@ -194,7 +194,7 @@ struct Run<'a> {
 impl<'a> Run<'a> {
     /// Locks the run folder, builds the model, the task and the optimizer, and resumes from
     /// `last.ckpt` when asked.
-    fn start(cfg: &'a Config, opts: &'a RunOptions, devices: &[Device]) -> Result<(Self, Net), TrainError> {
+    fn start(cfg: &'a Config, opts: &RunOptions, devices: &[Device]) -> Result<(Self, Net), TrainError> {
         let replicas: Vec<Device> = devices.iter().map(|d| d.clone().autodiff()).collect();
         let device = replicas.first().cloned().ok_or_else(|| TrainError::Dataset("no device to train on".into()))?;
         let dir = RunDir::open(&cfg.output.dir, opts.existing)?;
@@ -204,17 +204,18 @@ impl<'a> Run<'a> {
         let (state, net, optim) = resume_or_start(cfg, opts, &dir.join(LAST), settings, net)?;
         let plan = Plan::new(state.segment().ok_or_else(|| TrainError::Dataset("no schedule segment".into()))?);
         let best_val = state.history.iter().filter_map(|m| m.val_loss).fold(f64::INFINITY, f64::min);
-        let bar = progress_bar(opts.quiet, plan.total, state.step);
+        let display = Display::choose(opts.no_tui, opts.quiet);
+        let (epochs, epoch) = (cfg.train.epochs, plan.epoch(state.step));
+        let dashboard = Dashboard::start(display, &opts.interrupt, &dir.path, epochs, epoch, plan.steps_per_epoch);
         let run = Self {
             cfg,
-            opts,
             replicas,
             task,
             plan,
             optim,
             state,
             dir,
-            bar,
+            dashboard,
             order: None,
             epoch_start: Instant::now(),
             best_val,
@@ -231,7 +232,6 @@ impl<'a> Run<'a> {
             self.task.set_epoch(epoch as u64);
             self.order = Some((epoch, epoch_order(self.plan.samples, self.cfg.train.seed, epoch)));
         }
-        self.bar.set_prefix(format!("{}/{}", epoch + 1, self.cfg.train.epochs));
         let order = self.order.as_ref().map(|(_, o)| o.as_slice()).unwrap_or_default();
         order[in_epoch * self.plan.per_step..((in_epoch + 1) * self.plan.per_step).min(self.plan.samples)].to_vec()
     }
@@ -243,6 +243,7 @@ impl<'a> Run<'a> {
         let samples = self.step_samples();
         let lr = self.plan.lr(self.state.step);
         let skipped_before = self.task.skipped();
+        let mut step_loss = 0.0;
         // One accumulator per device: gradients stay where they were computed until the
         // optimizer step sums each parameter's on one device.
         let mut grads: Vec<GradientsAccumulator<Net>> =
@@ -256,15 +257,25 @@ impl<'a> Run<'a> {
                 self.check_finite(result.loss.total, lr)?;
                 let ShardLoss { total, loc, conf } = result.loss;
                 self.state.epoch_sums.add(total, loc, conf, shards[i].len());
+                step_loss += total * shards[i].len() as f64;
                 grads[i].accumulate(&net, result.grads);
             }
         }
         self.state.epoch_sums.skipped += self.task.skipped().saturating_sub(skipped_before);
         let net = self.update(net, grads, lr);
         self.state.step += 1;
-        self.bar.set_position(self.state.step as u64);
-        self.bar.set_message(progress_message(&self.state.epoch_sums, lr, self.epoch_start.elapsed().as_secs_f64()));
+        self.report(step_loss / samples.len().max(1) as f64, samples.len(), lr);
         Ok(net)
+    }
+
+    fn report(&mut self, loss: f64, images: usize, lr: f64) {
+        let per_epoch = self.plan.steps_per_epoch;
+        let done = match self.plan.in_epoch(self.state.step) {
+            0 => per_epoch,
+            k => k,
+        };
+        let epoch = self.plan.epoch(self.state.step - 1) + 1;
+        self.dashboard.step(StepReport { epoch, done, per_epoch, loss, images, lr });
     }
 
     fn check_finite(&self, loss: f64, lr: f64) -> Result<(), TrainError> {
@@ -313,14 +324,16 @@ impl<'a> Run<'a> {
         self.state.history.push(row.clone());
         self.state.epoch_sums = LossSums::default();
         metrics::write_all(&self.dir.path, &self.state.history).map_err(TrainError::io(&self.dir.path))?;
+        let title = format!("{} on {}", self.cfg.model.name, self.cfg.data.kind);
+        if let Err(e) = plots::curves(&self.dir.path, &self.state.history, &title) {
+            tracing::warn!("{e}");
+        }
         self.state.save(&self.dir.join(LAST), net, &self.optim)?;
         if let Some(v) = row.val_loss.filter(|&v| v < self.best_val) {
             self.best_val = v;
             self.state.save(&self.dir.join(BEST), net, &self.optim)?;
         }
-        if !self.opts.quiet {
-            self.bar.println(row.summary());
-        }
+        self.dashboard.epoch_end(&row, self.plan.steps_per_epoch);
         self.epoch_start = Instant::now();
         Ok(())
     }
@@ -346,6 +359,7 @@ impl<'a> Run<'a> {
             (row.val_loss, row.val_ap, row.val_top1, row.val_top5) = (Some(e.loss), e.ap, e.top1, e.top5);
             row.val_skipped = e.skipped;
             tracing::info!(epoch, val_loss = e.loss, val_ap = ?e.ap, easy_medium_hard = ?e.ap_settings, val_top1 = ?e.top1, "evaluated");
+            self.plot_evaluation(&e, epoch);
         }
         if row.train_skipped + row.val_skipped > 0 {
             tracing::warn!(
@@ -356,6 +370,25 @@ impl<'a> Run<'a> {
             );
         }
         Ok(row)
+    }
+}
+
+impl Run<'_> {
+    /// The precision-recall curves or the confusion matrix of an evaluation, beside the metrics.
+    /// A picture that cannot be drawn is a warning: the metrics files hold the figures.
+    fn plot_evaluation(&self, e: &Evaluation, epoch: usize) {
+        let what = format!("{} on {}, epoch {epoch}", self.cfg.model.name, self.cfg.data.kind);
+        let curves: Vec<(&str, &zoo::s3fd::ap::PrCurve)> = e.pr.iter().map(|(n, c)| (n.as_str(), c)).collect();
+        let drawn = match (&e.confusion, curves.is_empty()) {
+            (Some(counts), _) => plots::confusion(&self.dir.path, counts, &format!("Confusion matrix, {what}")),
+            (None, false) => {
+                plots::pr_curves(&self.dir.path, &curves, &format!("Precision-recall (WIDER protocol), {what}"))
+            }
+            (None, true) => Ok(()),
+        };
+        if let Err(e) = drawn {
+            tracing::warn!("{e}");
+        }
     }
 }
 
@@ -406,16 +439,6 @@ fn check_settings(state: &mut TrainState, now: RunSettings, allow: bool, path: &
     state.segments.push(Segment { start_step: state.step, start_epoch: epoch, settings: now });
     state.epoch_sums = LossSums::default();
     Ok(())
-}
-
-fn progress_bar(quiet: bool, total: usize, position: usize) -> ProgressBar {
-    let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(total as u64) };
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} epoch {prefix} [{bar:30}] {pos}/{len} steps {msg} ETA {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.set_position(position as u64);
-    bar
 }
 
 /// What one device's shard of a micro-batch gives back.
@@ -470,9 +493,4 @@ fn data_parallel_pass(
         }
         Ok(results)
     })
-}
-
-fn progress_message(sums: &LossSums, lr: f64, secs: f64) -> String {
-    let rate = sums.images as f64 / secs.max(1e-9);
-    format!("loss {:.4} lr {lr:.2e} {rate:.1} img/s", sums.mean(sums.total))
 }

@@ -10,24 +10,43 @@ use std::path::Path;
 use train::Config;
 use train::trainer::{self, RunOptions};
 
+/// One epoch of `name` with our loop or burn-train's `Learner`; its test top-1.
+fn top1_after_one_epoch(name: &str, burn_learner: bool) -> Option<f64> {
+    let mut cfg = common::fashion_config(name)?;
+    let learner = if burn_learner { "burn-train" } else { "ours" };
+    let out = std::env::temp_dir().join(format!("{name}-{learner}-{}", std::process::id()));
+    cfg.output.dir = out.clone();
+    let start = std::time::Instant::now();
+    let opts = RunOptions { quiet: true, ..Default::default() };
+    let s = if burn_learner {
+        train::learner::train(&cfg, &opts, train::dashboard::Display::Quiet).unwrap()
+    } else {
+        trainer::train(&cfg, &opts).unwrap()
+    };
+    let last = s.history.last().unwrap();
+    let top1 = last.val_top1.unwrap();
+    eprintln!(
+        "{name} ({learner}): test top-1 {top1:.4}, top-5 {:.4}, {:.0} s",
+        last.val_top5.unwrap(),
+        start.elapsed().as_secs_f64()
+    );
+    let confusion = image::open(out.join("confusion.png"));
+    assert!(confusion.is_ok_and(|img| img.width() >= 800), "{name} ({learner}): no confusion matrix");
+    std::fs::remove_dir_all(&out).ok();
+    Some(top1)
+}
+
 #[test]
-fn both_poolings_reach_85_percent_on_fashion_mnist() {
-    for name in ["fashion_mnist_rnnpool", "fashion_mnist_avgpool"] {
-        let Some(mut cfg) = common::fashion_config(name) else { return };
-        let out = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
-        cfg.output.dir = out.clone();
-        let start = std::time::Instant::now();
-        let s = trainer::train(&cfg, &RunOptions { quiet: true, ..Default::default() }).unwrap();
-        let last = s.history.last().unwrap();
-        let top1 = last.val_top1.unwrap();
-        eprintln!(
-            "{name}: test top-1 {top1:.4}, top-5 {:.4}, {:.0} s",
-            last.val_top5.unwrap(),
-            start.elapsed().as_secs_f64()
-        );
-        assert!(top1 >= 0.85, "{name}: top-1 {top1} < 0.85");
-        std::fs::remove_dir_all(&out).ok();
-    }
+fn both_poolings_reach_85_percent_on_fashion_mnist_and_burn_trains_learner_matches_our_loop() {
+    let Some(ours) = top1_after_one_epoch("fashion_mnist_rnnpool", false) else { return };
+    assert!(ours >= 0.85, "RNNPool: top-1 {ours} < 0.85");
+    let Some(average) = top1_after_one_epoch("fashion_mnist_avgpool", false) else { return };
+    assert!(average >= 0.85, "average pooling: top-1 {average} < 0.85");
+    let Some(learner) = top1_after_one_epoch("fashion_mnist_rnnpool", true) else { return };
+    assert!(
+        (learner - ours).abs() <= 0.01,
+        "burn-train's Learner {learner} vs our loop {ours}: more than 1 point apart"
+    );
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Every network a config can name, as one burn module.
 
 use burn::prelude::*;
-use models::{DenseNet, FaceDetector, MobileNetV2, SmallMobileNet};
+use models::{DenseNet, FaceDetector, MobileNetV2, Report, SmallMobileNet};
 use rnnpool_core::state_dict::StateDict;
 
 use crate::error::ZooError;
@@ -61,6 +61,17 @@ impl Net {
             Net::MobileNetV2(m) => Ok(m.forward_with_dropout_mask(x, keep)?),
             _ => self.classify(x),
         }
+    }
+
+    /// The layer table (shapes, parameters, MACs, activation memory) at `input` `[channels,
+    /// height, width]`; `None` for the small Fashion-MNIST classifier, which has none.
+    pub fn report(&self, input: [usize; 3]) -> Result<Option<Report>, ZooError> {
+        Ok(match self {
+            Net::Face(m) => Some(m.report(input)?),
+            Net::MobileNetV2(m) => Some(m.report(input)?),
+            Net::DenseNet(m) => Some(m.report(input)?),
+            Net::Small(_) => None,
+        })
     }
 
     /// Logits `[batch, classes]` of a classifier.

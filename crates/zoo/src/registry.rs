@@ -37,6 +37,24 @@ pub fn classes_and_channels(data: &DataSection) -> Result<(usize, usize), ZooErr
     })
 }
 
+/// The input `[channels, height, width]` a model of `cfg` is deployed at: 240x320 grey for the
+/// QVGA face models, 480x640 colour for the VGA ones, the data's image size for classifiers.
+pub fn deployed_input(cfg: &Config) -> Result<[usize; 3], ZooError> {
+    let (_, channels) = classes_and_channels(&cfg.data)?;
+    let name = cfg.model.name;
+    Ok(match (name.is_face(), name.is_qvga()) {
+        (true, true) => [1, 240, 320],
+        (true, false) => [3, 480, 640],
+        (false, _) => {
+            let side = match cfg.data.kind {
+                DataKind::FashionMnist => 28,
+                _ => cfg.data.image_size.unwrap_or(224) as usize,
+            };
+            [channels, side, side]
+        }
+    })
+}
+
 /// A freshly initialised network `name` (burn's lazy initialisation, not yet drawn).
 pub fn init(name: ModelName, classes: usize, channels: usize, device: &Device) -> Result<Net, ZooError> {
     let small = |pooling| {

@@ -47,8 +47,38 @@ fn image_eval(preds: &[Detection], gt: &GroundTruth) -> (Vec<usize>, Vec<bool>) 
     (pred_recall, proposal)
 }
 
+/// A precision-recall curve at [`THRESHOLDS`] score thresholds, highest threshold first.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PrCurve {
+    recall: Vec<f64>,
+    precision: Vec<f64>,
+}
+
+impl PrCurve {
+    /// A curve from its points (equal lengths; recall rising as the threshold falls).
+    pub fn new(recall: Vec<f64>, precision: Vec<f64>) -> Self {
+        Self { recall, precision }
+    }
+
+    /// VOC's area under the curve: the average precision.
+    pub fn ap(&self) -> f64 {
+        voc_ap(&self.recall, &self.precision)
+    }
+
+    /// `(recall, precision)` points, highest threshold first, without the thresholds at which
+    /// nothing was detected yet.
+    pub fn points(&self) -> impl Iterator<Item = (f64, f64)> + '_ {
+        self.recall.iter().zip(&self.precision).filter(|(r, p)| **r > 0.0 || **p > 0.0).map(|(&r, &p)| (r, p))
+    }
+}
+
 /// AP over `images` of (predictions, ground truth). Predictions need not be sorted.
 pub fn average_precision(images: &[(Vec<Detection>, GroundTruth)]) -> f64 {
+    pr_curve(images).ap()
+}
+
+/// The precision-recall curve over `images` of (predictions, ground truth).
+pub fn pr_curve(images: &[(Vec<Detection>, GroundTruth)]) -> PrCurve {
     let (lo, hi) = images
         .iter()
         .flat_map(|(p, _)| p.iter().map(|d| d.score))
@@ -79,11 +109,11 @@ pub fn average_precision(images: &[(Vec<Detection>, GroundTruth)]) -> f64 {
         }
     }
     if faces == 0 {
-        return 0.0;
+        return PrCurve::default();
     }
     let precision: Vec<f64> = pr.iter().map(|[p, r]| if *p > 0.0 { r / p } else { 0.0 }).collect();
     let recall: Vec<f64> = pr.iter().map(|[_, r]| r / faces as f64).collect();
-    voc_ap(&recall, &precision)
+    PrCurve { recall, precision }
 }
 
 /// VOC's AP: the precision envelope integrated over recall steps.

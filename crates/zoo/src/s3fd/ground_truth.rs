@@ -7,7 +7,7 @@ use std::path::Path;
 use data::face_dataset::FaceDataset;
 use data::wider::FaceAnnotation;
 
-use super::ap::{GroundTruth, average_precision};
+use super::ap::{GroundTruth, PrCurve, pr_curve};
 use super::detect::Detection;
 use crate::error::ZooError;
 
@@ -16,15 +16,16 @@ pub fn ground_truths(ds: &FaceDataset) -> Vec<GroundTruth> {
     ds.images().iter().zip(ds.sizes()).map(|(a, &(w, h))| ground_truth(a, (w as f32, h as f32))).collect()
 }
 
-/// AP over the images of `ds` that were scored: `detections[i]` is image `i`'s (normalised), or
-/// `None` where it was skipped as unreadable (left out of the AP with its faces).
-pub fn scored_ap(ds: &FaceDataset, detections: &[Option<Vec<Detection>>]) -> f64 {
+/// The precision-recall curve over the images of `ds` that were scored: `detections[i]` is
+/// image `i`'s (normalised), or `None` where it was skipped as unreadable (left out with its
+/// faces).
+pub fn scored_pr(ds: &FaceDataset, detections: &[Option<Vec<Detection>>]) -> PrCurve {
     let images: Vec<(Vec<Detection>, GroundTruth)> = detections
         .iter()
         .zip(ground_truths(ds))
         .filter_map(|(dets, truth)| dets.as_ref().map(|d| (d.clone(), truth)))
         .collect();
-    average_precision(&images)
+    pr_curve(&images)
 }
 
 /// One image's faces normalised by its `(width, height)`, `invalid` faces ignored.
@@ -35,10 +36,14 @@ pub fn ground_truth(a: &FaceAnnotation, (w, h): (f32, f32)) -> GroundTruth {
     }
 }
 
-/// Easy / Medium / Hard AP of `detections` (normalised, one per image of `val`, `None` where it
+/// Easy / Medium / Hard precision-recall curves of `detections` (normalised, one per image of `val`, `None` where it
 /// was skipped) against the official ground truth in `dir`. Images the .mat lists but `val`
 /// lacks or skipped count as undetected, as the official evaluation counts them.
-pub fn settings_ap(dir: &Path, val: &FaceDataset, detections: &[Option<Vec<Detection>>]) -> Result<[f64; 3], ZooError> {
+pub fn settings_pr(
+    dir: &Path,
+    val: &FaceDataset,
+    detections: &[Option<Vec<Detection>>],
+) -> Result<[PrCurve; 3], ZooError> {
     let key = |p: &Path| {
         let event =
             p.parent().and_then(|d| d.file_name()).map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
@@ -51,7 +56,7 @@ pub fn settings_ap(dir: &Path, val: &FaceDataset, detections: &[Option<Vec<Detec
             by_image.insert(key(&a.image), (dets, w as f32, h as f32));
         }
     }
-    let mut out = [0.0; 3];
+    let mut out: [PrCurve; 3] = Default::default();
     for (k, setting) in data::wider_eval::SETTINGS.iter().enumerate() {
         let images: Vec<(Vec<Detection>, GroundTruth)> = data::wider_eval::load(dir, setting)?
             .into_iter()
@@ -64,7 +69,7 @@ pub fn settings_ap(dir: &Path, val: &FaceDataset, detections: &[Option<Vec<Detec
                 (dets, GroundTruth { boxes, keep: img.keep })
             })
             .collect();
-        out[k] = average_precision(&images);
+        out[k] = pr_curve(&images);
     }
     Ok(out)
 }
@@ -97,16 +102,17 @@ mod tests {
                 })
                 .collect()
         };
-        assert_eq!(settings_ap(&gt, &val, &dets(&|_| true)).unwrap(), [1.0, 1.0, 1.0]);
-        assert_eq!(scored_ap(&val, &dets(&|_| true)), 1.0);
+        let settings_ap = |d: &[Option<Vec<Detection>>]| settings_pr(&gt, &val, d).unwrap().map(|c| c.ap());
+        assert_eq!(settings_ap(&dets(&|_| true)), [1.0, 1.0, 1.0]);
+        assert_eq!(scored_pr(&val, &dets(&|_| true)).ap(), 1.0);
         // Only the faces >= 50 px tall (the sample's Easy): Easy stays 1, Hard drops.
-        let [easy, medium, hard] = settings_ap(&gt, &val, &dets(&|b| b.height() >= 50.0)).unwrap();
+        let [easy, medium, hard] = settings_ap(&dets(&|b| b.height() >= 50.0));
         assert_eq!(easy, 1.0);
         assert!(medium < 1.0 && hard < medium, "{medium} {hard}");
         // A skipped image is left out of the scored AP but undetected in the official one.
         let mut skipped = dets(&|_| true);
         skipped[0] = None;
-        assert_eq!(scored_ap(&val, &skipped), 1.0);
-        assert!(settings_ap(&gt, &val, &skipped).unwrap()[2] < 1.0);
+        assert_eq!(scored_pr(&val, &skipped).ap(), 1.0);
+        assert!(settings_ap(&skipped)[2] < 1.0);
     }
 }
