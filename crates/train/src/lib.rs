@@ -13,6 +13,7 @@ pub mod class_task;
 pub mod dashboard;
 pub mod error;
 pub mod face_task;
+pub mod job;
 pub mod learner;
 pub mod metrics;
 pub mod plots;

@@ -3,6 +3,7 @@
 //! (tracing) and progress to stderr, or burn-train's dashboard in a terminal.
 
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
@@ -12,6 +13,7 @@ use image::Rgb;
 use rnnpool_core::BackendKind;
 use train::Config;
 use train::dashboard::{Display, LogWriter};
+use train::job::Job;
 use train::trainer::{self, Existing, RunOptions};
 use zoo::s3fd::inference::{detect_config, detect_one, eval_pipeline};
 
@@ -167,18 +169,28 @@ fn run_train(args: TrainArgs) -> Result<()> {
         (false, true) => Existing::Overwrite,
         (false, false) => Existing::Refuse,
     };
+    let job = Rc::new(Job::start()?);
     let opts = RunOptions {
         existing,
         allow_changes: args.allow_changes,
         no_tui: args.no_tui,
         interrupt: stop_on_signals()?,
+        job: Some(job.clone()),
         ..Default::default()
     };
     let summary = match args.learner {
         LearnerKind::Ours => trainer::train(&cfg, &opts),
+        _ if job.size() > 1 => Err(train::TrainError::Learner("MPI ranks need our loop (the default)".into())),
         LearnerKind::BurnTrain => train::learner::train(&cfg, &opts, Display::choose(args.no_tui, false)),
     };
-    let summary = summary.with_context(|| format!("training with {}", path.display()))?;
+    let summary = match summary.with_context(|| format!("training with {}", path.display())) {
+        // The other ranks wait in a collective: end them all.
+        Err(e) if job.size() > 1 => job.abort(&format!("rank {}: {e:?}", job.rank())),
+        other => other?,
+    };
+    if !job.leads() {
+        return Ok(());
+    }
     println!("{}", train::metrics::to_csv(&summary.history).trim_end());
     println!("checkpoints and metrics in {}", summary.out_dir.display());
     Ok(())

@@ -25,8 +25,8 @@ pub const OUTPUTS: [&str; 5] = ["metrics.csv", "metrics.json", "curves.png", "pr
 pub struct RunDir {
     /// The folder.
     pub path: PathBuf,
-    /// Holds the lock (released when closed).
-    _lock: File,
+    /// Holds the lock (released when closed); `None` for an MPI rank other than 0.
+    _lock: Option<File>,
 }
 
 /// What to do with a folder that holds an earlier run.
@@ -47,7 +47,7 @@ impl RunDir {
     pub fn open(path: &Path, existing: Existing) -> Result<Self, TrainError> {
         std::fs::create_dir_all(path).map_err(TrainError::io(path))?;
         let lock = lock(&path.join(LOCK))?;
-        let dir = Self { path: path.into(), _lock: lock };
+        let dir = Self { path: path.into(), _lock: Some(lock) };
         dir.settle_leftovers()?;
         match existing {
             Existing::Resume => {}
@@ -100,6 +100,11 @@ impl RunDir {
             None => Ok(()),
             Some(found) => Err(TrainError::RunExists { path: found.clone() }),
         }
+    }
+
+    /// The folder of a run that rank 0 of an MPI job holds: read, never locked or written.
+    pub fn follow(path: &Path) -> Self {
+        Self { path: path.into(), _lock: None }
     }
 
     fn remove_earlier_run(&self) -> Result<(), TrainError> {

@@ -45,6 +45,13 @@ pub struct RunSettings {
     pub warmup_epochs: f64,
     /// `train.sparsify`.
     pub sparsify: bool,
+    /// MPI ranks (`--features mpi`): each takes its shard of every micro-batch.
+    #[serde(default = "one")]
+    pub ranks: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl RunSettings {
@@ -65,6 +72,7 @@ impl RunSettings {
             weight_decay: t.weight_decay,
             warmup_epochs: t.warmup_epochs,
             sparsify: t.sparsify,
+            ranks: 1,
         }
     }
 
@@ -121,6 +129,17 @@ impl LossSums {
         self.conf = add(self.conf, conf);
         self.batches += 1;
         self.images += images;
+    }
+
+    /// Adds a step's sums (over all ranks); `parts`: the task reports detection's loss parts.
+    pub fn add_step(&mut self, s: &crate::job::StepStats, parts: bool) {
+        self.total += s.loss;
+        if parts {
+            self.loc = Some(self.loc.unwrap_or(0.0) + s.loc);
+            self.conf = Some(self.conf.unwrap_or(0.0) + s.conf);
+        }
+        self.batches += s.shards as usize;
+        self.images += s.images as usize;
     }
 
     /// `v` per micro-batch.

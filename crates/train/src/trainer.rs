@@ -11,6 +11,7 @@
 //! stops it after the current step with a checkpoint.
 
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::Instant;
 
 use burn::module::Module;
@@ -29,6 +30,7 @@ use crate::class_task::ClassTask;
 use crate::dashboard::{Dashboard, Display, StepReport};
 use crate::error::TrainError;
 use crate::face_task::FaceTask;
+use crate::job::{Job, StepStats};
 use crate::metrics::{self, EpochMetrics};
 use crate::plots;
 use crate::run_dir::RunDir;
@@ -66,6 +68,8 @@ pub struct RunOptions {
     /// Stopped (by a signal, or from the dashboard) to end the run after the current step with
     /// a checkpoint.
     pub interrupt: Interrupter,
+    /// The MPI job this process is a rank of (`--features mpi`); one process when `None`.
+    pub job: Option<Rc<Job>>,
 }
 
 /// The optimizer `[train]` describes (PyTorch's SGD: no dampening).
@@ -114,17 +118,19 @@ pub fn train_on(cfg: &Config, opts: &RunOptions, devices: &[Device]) -> Result<R
     let (mut run, mut net) = Run::start(cfg, opts, devices)?;
     let mut steps_here = 0usize;
     while run.state.step < run.plan.total && opts.stop_after.is_none_or(|k| steps_here < k) {
-        net = run.step(net)?;
+        net = run.step(net, &opts.interrupt)?;
         steps_here += 1;
         run.after_step(&net)?;
-        if opts.interrupt.should_stop() {
+        // One process stops as soon as it is asked; the ranks of a job stop together, at the
+        // step where any of them was asked.
+        if run.stopping || (run.job.size() == 1 && opts.interrupt.should_stop()) {
             let checkpoint = run.dir.join(LAST);
-            run.state.save(&checkpoint, &net, &run.optim)?;
+            run.save(&checkpoint, &net)?;
             return Err(TrainError::Interrupted { step: run.state.step, checkpoint });
         }
     }
     if opts.stop_after.is_some() && run.state.step < run.plan.total {
-        run.state.save(&run.dir.join(LAST), &net, &run.optim)?;
+        run.save(&run.dir.join(LAST), &net)?;
     }
     Ok(RunSummary { steps: run.state.step, history: run.state.history, out_dir: run.dir.path.clone() })
 }
@@ -177,6 +183,10 @@ impl Plan {
 /// A run in progress: everything but the model, which moves through the optimizer each step.
 struct Run<'a> {
     cfg: &'a Config,
+    /// This process's place in the job; only rank 0 evaluates and writes.
+    job: Rc<Job>,
+    /// A rank of the job was asked to stop at the last step.
+    stopping: bool,
     /// The autodiff devices; the first holds the model.
     replicas: Vec<Device>,
     task: Box<dyn Task>,
@@ -197,18 +207,24 @@ impl<'a> Run<'a> {
     fn start(cfg: &'a Config, opts: &RunOptions, devices: &[Device]) -> Result<(Self, Net), TrainError> {
         let replicas: Vec<Device> = devices.iter().map(|d| d.clone().autodiff()).collect();
         let device = replicas.first().cloned().ok_or_else(|| TrainError::Dataset("no device to train on".into()))?;
-        let dir = RunDir::open(&cfg.output.dir, opts.existing)?;
+        let job = opts.job.clone().unwrap_or_default();
+        let dir =
+            if job.leads() { RunDir::open(&cfg.output.dir, opts.existing)? } else { RunDir::follow(&cfg.output.dir) };
+        // Rank 0 settles what a killed job left before any rank reads the checkpoint.
+        job.barrier();
         let net = zoo::registry::build_model(cfg, &device)?;
         let task = build_task(cfg, &device)?;
-        let settings = RunSettings::new(cfg, task.fingerprint(), task.len());
+        let settings = RunSettings { ranks: job.size(), ..RunSettings::new(cfg, task.fingerprint(), task.len()) };
         let (state, net, optim) = resume_or_start(cfg, opts, &dir.join(LAST), settings, net)?;
         let plan = Plan::new(state.segment().ok_or_else(|| TrainError::Dataset("no schedule segment".into()))?);
         let best_val = state.history.iter().filter_map(|m| m.val_loss).fold(f64::INFINITY, f64::min);
-        let display = Display::choose(opts.no_tui, opts.quiet);
+        let display = Display::choose(opts.no_tui, opts.quiet || !job.leads());
         let (epochs, epoch) = (cfg.train.epochs, plan.epoch(state.step));
         let dashboard = Dashboard::start(display, &opts.interrupt, &dir.path, epochs, epoch, plan.steps_per_epoch);
         let run = Self {
             cfg,
+            job,
+            stopping: false,
             replicas,
             task,
             plan,
@@ -239,32 +255,38 @@ impl<'a> Run<'a> {
     /// One optimizer step: every micro-batch's forward and backward, split over the devices,
     /// then the update (and M4's sparsification). A loss that is not finite stops the run
     /// before the update.
-    fn step(&mut self, net: Net) -> Result<Net, TrainError> {
+    fn step(&mut self, net: Net, interrupt: &Interrupter) -> Result<Net, TrainError> {
         let samples = self.step_samples();
         let lr = self.plan.lr(self.state.step);
         let skipped_before = self.task.skipped();
-        let mut step_loss = 0.0;
+        let (mut stats, mut parts) = (StepStats::default(), false);
         // One accumulator per device: gradients stay where they were computed until the
         // optimizer step sums each parameter's on one device.
         let mut grads: Vec<GradientsAccumulator<Net>> =
             self.replicas.iter().map(|_| GradientsAccumulator::new()).collect();
         for micro in samples.chunks(self.cfg.train.batch_size) {
-            let shards: Vec<&[usize]> = micro.chunks(micro.len().div_ceil(self.replicas.len())).collect();
+            let ranks = self.job.shards(micro);
+            let Some(mine) = ranks.get(self.job.rank()) else { continue };
+            let shards: Vec<&[usize]> = mine.chunks(mine.len().div_ceil(self.replicas.len())).collect();
             // The shards' losses are weighted as accumulated micro-batches would be.
-            let weight = (self.cfg.train.accumulation * shards.len()) as f64;
+            let weight = (self.cfg.train.accumulation * shards.len() * ranks.len()) as f64;
             let results = data_parallel_pass(self.task.as_ref(), &net, &shards, &self.replicas, weight)?;
             for (i, result) in results.into_iter().enumerate() {
-                self.check_finite(result.loss.total, lr)?;
                 let ShardLoss { total, loc, conf } = result.loss;
-                self.state.epoch_sums.add(total, loc, conf, shards[i].len());
-                step_loss += total * shards[i].len() as f64;
+                parts |= loc.is_some();
+                stats.add(total, loc, conf, shards[i].len());
                 grads[i].accumulate(&net, result.grads);
             }
         }
+        stats.stop = f64::from(u8::from(interrupt.should_stop()));
+        let stats = self.job.sum_stats(stats);
+        self.check_finite(&stats, lr)?;
+        self.stopping = stats.stop > 0.0;
+        self.state.epoch_sums.add_step(&stats, parts);
         self.state.epoch_sums.skipped += self.task.skipped().saturating_sub(skipped_before);
         let net = self.update(net, grads, lr);
         self.state.step += 1;
-        self.report(step_loss / samples.len().max(1) as f64, samples.len(), lr);
+        self.report(stats.mean_loss(), stats.images as usize, lr);
         Ok(net)
     }
 
@@ -278,10 +300,12 @@ impl<'a> Run<'a> {
         self.dashboard.step(StepReport { epoch, done, per_epoch, loss, images, lr });
     }
 
-    fn check_finite(&self, loss: f64, lr: f64) -> Result<(), TrainError> {
-        if loss.is_finite() {
+    /// An error when a shard's loss (on any rank) was not finite, before the update.
+    fn check_finite(&self, stats: &StepStats, lr: f64) -> Result<(), TrainError> {
+        if stats.non_finite == 0.0 {
             return Ok(());
         }
+        let loss = stats.loss;
         let step = self.state.step + 1;
         let epoch = self.plan.epoch(self.state.step) + 1;
         Err(TrainError::NonFinite { loss, step, epoch, lr, checkpoint: self.dir.join(LAST) })
@@ -292,7 +316,12 @@ impl<'a> Run<'a> {
     /// the optimizer state is spread over the devices), then the model is gathered back on the
     /// first device.
     fn update(&mut self, net: Net, mut grads: Vec<GradientsAccumulator<Net>>, lr: f64) -> Net {
-        let net = if self.replicas.len() == 1 {
+        let net = if self.job.size() > 1 {
+            // Across ranks: every rank sums all ranks' gradients and takes the same step.
+            let local: Vec<GradientsParams> = grads.iter_mut().map(|g| g.grads()).collect();
+            let summed = self.job.sum_gradients(&net, &local);
+            self.optim.step(lr, net, summed)
+        } else if self.replicas.len() == 1 {
             let grads = grads.pop().map(|mut g| g.grads()).unwrap_or_default();
             self.optim.step(lr, net, grads)
         } else {
@@ -316,8 +345,12 @@ impl<'a> Run<'a> {
     fn after_step(&mut self, net: &Net) -> Result<(), TrainError> {
         if self.plan.in_epoch(self.state.step) != 0 {
             if self.state.step.is_multiple_of(self.cfg.train.checkpoint_every) {
-                self.state.save(&self.dir.join(LAST), net, &self.optim)?;
+                self.save(&self.dir.join(LAST), net)?;
             }
+            return Ok(());
+        }
+        if !self.job.leads() {
+            self.state.epoch_sums = LossSums::default();
             return Ok(());
         }
         let row = self.epoch_row(net)?;
@@ -328,10 +361,10 @@ impl<'a> Run<'a> {
         if let Err(e) = plots::curves(&self.dir.path, &self.state.history, &title) {
             tracing::warn!("{e}");
         }
-        self.state.save(&self.dir.join(LAST), net, &self.optim)?;
+        self.save(&self.dir.join(LAST), net)?;
         if let Some(v) = row.val_loss.filter(|&v| v < self.best_val) {
             self.best_val = v;
-            self.state.save(&self.dir.join(BEST), net, &self.optim)?;
+            self.save(&self.dir.join(BEST), net)?;
         }
         self.dashboard.epoch_end(&row, self.plan.steps_per_epoch);
         self.epoch_start = Instant::now();
@@ -374,6 +407,11 @@ impl<'a> Run<'a> {
 }
 
 impl Run<'_> {
+    /// Writes a checkpoint; rank 0 alone writes, the other ranks hold the same state.
+    fn save(&self, path: &Path, net: &Net) -> Result<(), TrainError> {
+        if self.job.leads() { self.state.save(path, net, &self.optim) } else { Ok(()) }
+    }
+
     /// The precision-recall curves or the confusion matrix of an evaluation, beside the metrics.
     /// A picture that cannot be drawn is a warning: the metrics files hold the figures.
     fn plot_evaluation(&self, e: &Evaluation, epoch: usize) {
