@@ -82,6 +82,9 @@ pub enum TrainError {
         /// The latest checkpoint.
         checkpoint: PathBuf,
     },
+    /// The MPI job could not be joined.
+    #[error("MPI: {0}")]
+    Mpi(String),
     /// `--learner burn-train` cannot do what was asked.
     #[error("--learner burn-train: {0}")]
     Learner(String),

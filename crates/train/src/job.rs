@@ -83,8 +83,8 @@ impl Job {
     /// Once per process, and held for as long as the process trains.
     #[cfg(feature = "mpi")]
     pub fn start() -> Result<Self, TrainError> {
-        let universe = mpi::initialize()
-            .ok_or_else(|| TrainError::Dataset("MPI was already initialised in this process".into()))?;
+        let universe =
+            mpi::initialize().ok_or_else(|| TrainError::Mpi("already initialised in this process".into()))?;
         let world = universe.world();
         if world.size() > 1 && world.rank() == 0 {
             tracing::info!(ranks = world.size(), "MPI: data-parallel over {} ranks", world.size());
