@@ -1,8 +1,9 @@
 //! Data-parallel training over MPI (`--features mpi`; Debian `libopenmpi-dev openmpi-bin
 //! libclang-dev`): `mpirun -np 2` on this machine (loopback) ends with exactly the weights of one
-//! process with two devices (the same shards, summed in the same order); a rank that dies ends
-//! the job with an error and `--resume` finishes it to the same weights; another rank count is
-//! refused on resume.
+//! process with two devices (the same shards, summed in the same order), and two ranks of two
+//! devices those of one process with four within float rounding; a rank that dies ends the job
+//! with an error and `--resume` finishes it to the same weights; another rank count is refused
+//! on resume.
 #![cfg(feature = "mpi")]
 
 mod common;
@@ -89,6 +90,28 @@ fn two_ranks_train_to_the_weights_of_one_process_with_two_devices_and_resume_aft
     for ((name, x), (_, y)) in b.iter().zip(&c) {
         assert!(x == y, "{name}: the resumed job ends with other weights");
     }
+
+    // Devices inside ranks: 2 ranks of 2 devices against one process of 4 devices. The four
+    // shards' gradients are summed in another order (per rank, then across ranks); the face
+    // loss's hard-negative mining turns such rounding into other selections, so the weights
+    // are compared to how far training moved them: within 10 % (a shard lost or counted twice
+    // would be ~25 % apart).
+    let four = config(&dir.join("four"), 3, 4);
+    let one = Command::new(bin()).args(["--config", four.to_str().unwrap()]).output().unwrap();
+    assert!(one.status.success(), "{}", text(&one));
+    let nested = config(&dir.join("nested"), 3, 2);
+    let out = mpirun(2, &["--config", nested.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let cfg = train::Config::load(&four).unwrap();
+    let start = common::weights::weights(&zoo::registry::build_model(&cfg, &burn::prelude::Device::flex()).unwrap());
+    let (x, y) = (weights_of(&four), weights_of(&nested));
+    let (mut moved, mut apart) = (0f32, 0f32);
+    for (((_, s), (_, a)), (_, b)) in start.iter().zip(&x).zip(&y) {
+        moved = s.iter().zip(a).fold(moved, |m, (s, a)| m.max((a - s).abs()));
+        apart = a.iter().zip(b).fold(apart, |m, (a, b)| m.max((a - b).abs()));
+    }
+    eprintln!("2 ranks x 2 devices vs 4 devices: {apart} apart after moving {moved}");
+    assert!(moved > 0.0 && apart <= 0.1 * moved, "{apart} apart after moving {moved}");
 
     // Another rank count is another run.
     let single = Command::new(bin()).args([args[0], args[1], "--resume", "--epochs", "4"]).output().unwrap();
