@@ -483,6 +483,37 @@ fn keep_ctrl_c_a_signal() {
     }
 }
 
+/// Gives the terminal back after the dashboard when the process must exit at once (a second
+/// Ctrl-C): the dashboard's own cleanup runs only when it is dropped, so without this the shell
+/// would be left in the alternate screen, in raw mode, with mouse capture on.
+pub fn restore_terminal() {
+    let drawing = HELD.lock().map(|held| held.is_some()).unwrap_or(false);
+    if !drawing {
+        return;
+    }
+    use std::io::Write;
+    // Mouse capture off (the modes crossterm turns on), then leave the alternate screen.
+    let reset = "\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1015l\x1b[?1006l\x1b[?1049l\x1b[?25h";
+    let mut out = std::io::stdout();
+    out.write_all(reset.as_bytes()).ok();
+    out.flush().ok();
+    #[cfg(unix)]
+    if std::io::stdin().is_terminal() {
+        // SAFETY: as in keep_ctrl_c_a_signal: the process's own stdin, a termios filled by
+        // tcgetattr before it is changed.
+        unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(libc::STDIN_FILENO, &mut t) == 0 {
+                t.c_lflag |= libc::ICANON | libc::ECHO | libc::ISIG | libc::IEXTEN;
+                t.c_iflag |= libc::ICRNL;
+                t.c_oflag |= libc::OPOST;
+                libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &t);
+            }
+        }
+    }
+    hold_logs(false);
+}
+
 /// Log lines held while the dashboard owns the terminal, written to stderr when it closes.
 static HELD: std::sync::Mutex<Option<Vec<u8>>> = std::sync::Mutex::new(None);
 

@@ -128,9 +128,9 @@ struct SummaryArgs {
     /// The input `CxHxW` (default: the model's deployed input, or its data's size).
     #[arg(long)]
     input: Option<String>,
-    /// Bytes per activation: 4 (float) or 1 (int8).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=4))]
-    bytes: u8,
+    /// Bytes per activation: 4 (float), 2 (half) or 1 (int8).
+    #[arg(long, default_value = "4", value_parser = ["1", "2", "4"])]
+    bytes: String,
     /// Also print burn's module tree.
     #[arg(long)]
     tree: bool,
@@ -205,6 +205,7 @@ fn stop_on_signals() -> Result<Interrupter> {
     let seen = AtomicBool::new(false);
     ctrlc::set_handler(move || {
         if seen.swap(true, Ordering::SeqCst) {
+            train::dashboard::restore_terminal();
             eprintln!("second signal: exiting now, without a checkpoint");
             std::process::exit(130);
         }
@@ -302,11 +303,12 @@ fn run_summary(args: SummaryArgs) -> Result<()> {
     if args.tree {
         println!("{net}");
     }
+    let bytes: usize = args.bytes.parse().context("--bytes")?;
     let [c, h, w] = input;
-    println!("{} ({}), input {c}x{h}x{w}, {} bytes per activation", cfg.model.name, args.config.display(), args.bytes);
+    println!("{} ({}), input {c}x{h}x{w}, {} bytes per activation", cfg.model.name, args.config.display(), bytes);
     println!("parameters (burn's count): {}", burn::module::Module::num_params(&net));
     match net.report(input)? {
-        Some(report) => print!("{}", report.table(args.bytes as usize)),
+        Some(report) => print!("{}", report.table(bytes)),
         None => println!("(no layer table for this model; --tree prints burn's module tree)"),
     }
     Ok(())
