@@ -9,6 +9,9 @@
 //! a resume with other settings is refused unless it starts a new schedule segment
 //! ([`crate::state`]), a loss that is not finite stops the run before the update, and a signal
 //! stops it after the current step with a checkpoint.
+//!
+//! It reports through burn-train's metric types and renderers ([`crate::dashboard`]) and can run
+//! as one rank of an MPI job ([`crate::job`]).
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
