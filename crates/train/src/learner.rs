@@ -131,14 +131,7 @@ pub fn train(cfg: &Config, opts: &RunOptions, display: Display) -> Result<RunSum
     let samples = train_data.len();
     let per_epoch = samples.div_ceil(cfg.train.batch_size * cfg.train.accumulation).max(1);
     let t = &cfg.train;
-    let schedule = Schedule {
-        schedule: WarmupCosine {
-            base_lr: t.lr,
-            warmup_iters: (t.warmup_epochs * per_epoch as f64).round() as usize,
-            total_iters: t.epochs * per_epoch,
-        },
-        iter: 0,
-    };
+    let schedule = Schedule { schedule: WarmupCosine::for_run(t.lr, t.warmup_epochs, t.epochs, per_epoch), iter: 0 };
     let loader = |data, shuffle: bool| {
         let b = DataLoaderBuilder::new(ClassBatcher).batch_size(t.batch_size).num_workers(t.workers);
         let b = if shuffle { b.shuffle(t.seed) } else { b };

@@ -16,6 +16,13 @@ pub struct WarmupCosine {
 }
 
 impl WarmupCosine {
+    /// The schedule of a run of `epochs` epochs of `steps_per_epoch` steps, peaking at `base_lr`
+    /// after `warmup_epochs` (a fraction counts).
+    pub fn for_run(base_lr: f64, warmup_epochs: f64, epochs: usize, steps_per_epoch: usize) -> Self {
+        let warmup_iters = (warmup_epochs * steps_per_epoch as f64).round() as usize;
+        Self { base_lr, warmup_iters, total_iters: epochs * steps_per_epoch }
+    }
+
     /// The learning rate of iteration `iter` (from 0).
     pub fn lr(&self, iter: usize) -> f64 {
         if iter < self.warmup_iters {

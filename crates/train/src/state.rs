@@ -121,16 +121,6 @@ pub struct LossSums {
 }
 
 impl LossSums {
-    /// Adds one micro-batch shard's losses over `images` images.
-    pub fn add(&mut self, total: f64, loc: Option<f64>, conf: Option<f64>, images: usize) {
-        self.total += total;
-        let add = |sum: Option<f64>, part: Option<f64>| part.map(|p| sum.unwrap_or(0.0) + p).or(sum);
-        self.loc = add(self.loc, loc);
-        self.conf = add(self.conf, conf);
-        self.batches += 1;
-        self.images += images;
-    }
-
     /// Adds a step's sums (over all ranks); `parts`: the task reports detection's loss parts.
     pub fn add_step(&mut self, s: &crate::job::StepStats, parts: bool) {
         self.total += s.loss;

@@ -160,8 +160,7 @@ impl Plan {
         let per_step = s.batch_size * s.accumulation;
         let steps_per_epoch = s.samples.div_ceil(per_step).max(1);
         let total = segment.start_step + s.epochs.saturating_sub(segment.start_epoch) * steps_per_epoch;
-        let warmup_iters = (s.warmup_epochs * steps_per_epoch as f64).round() as usize;
-        let schedule = WarmupCosine { base_lr: s.lr, warmup_iters, total_iters: s.epochs * steps_per_epoch };
+        let schedule = WarmupCosine::for_run(s.lr, s.warmup_epochs, s.epochs, steps_per_epoch);
         let (start_step, start_epoch) = (segment.start_step, segment.start_epoch);
         Self { per_step, samples: s.samples, steps_per_epoch, start_step, start_epoch, total, schedule }
     }

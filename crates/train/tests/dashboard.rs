@@ -34,11 +34,7 @@ fn train(args: &[&str]) -> Output {
     out
 }
 
-fn weights_of(config: &Path, path: &Path) -> Vec<(String, Vec<f32>)> {
-    let cfg = train::Config::load(config).unwrap();
-    let net = zoo::registry::load_model(&cfg, path, &burn::prelude::Device::flex()).unwrap();
-    common::weights::weights(&net)
-}
+use common::weights::of_checkpoint as weights_of;
 
 fn tmux(args: &[&str]) -> Output {
     Command::new("tmux")

@@ -199,13 +199,7 @@ fn a_loss_that_is_not_finite_stops_the_run_naming_the_step() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// The weights in checkpoint `path` of the run `config` describes (values, not record bytes:
-/// records hold random parameter ids).
-fn weights_of(config: &Path, path: &Path) -> Vec<(String, Vec<f32>)> {
-    let cfg = train::Config::load(config).unwrap();
-    let net = zoo::registry::load_model(&cfg, path, &burn::prelude::Device::flex()).unwrap();
-    common::weights::weights(&net)
-}
+use common::weights::of_checkpoint as weights_of;
 
 #[test]
 fn a_kill_between_a_checkpoints_write_and_its_rename_loses_nothing() {

@@ -48,10 +48,8 @@ fn text(out: &Output) -> String {
 }
 
 fn weights_of(config: &Path) -> Vec<(String, Vec<f32>)> {
-    let cfg = train::Config::load(config).unwrap();
-    let path = cfg.output.dir.join("last.ckpt");
-    let net = zoo::registry::load_model(&cfg, &path, &burn::prelude::Device::flex()).unwrap();
-    common::weights::weights(&net)
+    let out = train::Config::load(config).unwrap().output.dir;
+    common::weights::of_checkpoint(config, &out.join("last.ckpt"))
 }
 
 #[test]

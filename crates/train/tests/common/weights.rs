@@ -10,6 +10,13 @@ fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
 }
 
+/// The watched weights of checkpoint `path` of the run that `config` (a file) describes:
+/// values, not record bytes, which hold random parameter ids.
+pub fn of_checkpoint(config: &std::path::Path, path: &std::path::Path) -> Named {
+    let cfg = train::Config::load(config).unwrap();
+    weights(&zoo::registry::load_model(&cfg, path, &Device::flex()).unwrap())
+}
+
 /// Weights that cover the network: stem, the RNNPool cell (faces), a block, a head.
 pub fn weights(net: &Net) -> Vec<(String, Vec<f32>)> {
     let classifier = |stem: Tensor<4>, block: Tensor<4>, head: Tensor<2>| {
