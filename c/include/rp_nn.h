@@ -7,6 +7,10 @@
 
 #include <stdint.h>
 
+/* The largest kernel and RNNPool patch side the kernels take (the exporter checks). */
+#define RP_MAX_KERNEL 16
+#define RP_MAX_PATCH 32
+
 /* A convolution with BatchNorm folded in; ReLU6 is the clamp to [act_min, act_max]. */
 typedef struct {
   uint16_t in_h, in_w, in_c, out_h, out_w, out_c;
@@ -87,7 +91,28 @@ typedef struct {
   int32_t out_offset;
 } rp_concat_s8_params;
 
+/* Fills `row` (row_bytes) with input row y; called with y increasing, each row once. */
+typedef void (*rp_read_row_fn)(void *ctx, int32_t y, int8_t *row);
+
+/* A map whose rows are made on demand (see rp_row_stage_s8.c): stage 0 is the model's input,
+   from `frame` or, when frame is NULL, from `read` into `ring`; stage s > 0 is `conv` of stage
+   s - 1, computed into `ring`. A ring holds `depth` rows; `next` starts at 0. */
+typedef struct {
+  const rp_conv_s8_params *conv;
+  const int8_t *frame;
+  rp_read_row_fn read;
+  void *ctx;
+  int8_t *ring;
+  int32_t depth, row_bytes, next;
+} rp_row_stage_s8;
+
+/* Row y of stage s, making it (and what it needs) if it is not in its ring yet. */
+const int8_t *rp_stage_row_s8(rp_row_stage_s8 *stages, int32_t s, int32_t y);
 void rp_convolve_s8(const rp_conv_s8_params *p, const int8_t *in, int8_t *out);
+/* One output row from p->kernel input rows (NULL: padding). */
+void rp_convolve_row_s8(const rp_conv_s8_params *p, const int8_t *const *rows, int8_t *out_row);
+/* The whole output, its input rows taken from stage 0 of `input`. */
+void rp_convolve_rows_s8(const rp_conv_s8_params *p, rp_row_stage_s8 *input, int8_t *out);
 void rp_depthwise_conv_s8(const rp_conv_s8_params *p, const int8_t *in, int8_t *out);
 /* One output row of a depthwise convolution from p->kernel input rows (NULL: padding). */
 void rp_depthwise_conv_row_s8(const rp_conv_s8_params *p, const int8_t *const *rows, int8_t *out_row);
@@ -103,14 +128,16 @@ void rp_fastgrnn_step_q12(const rp_fastgrnn_q12_params *c, const int8_t *x8, int
                           int16_t *h, int16_t *next, const int16_t *sigmoid_table, const int16_t *tanh_table);
 /* scratch (int16): patch * h1 + 5 * h2 + max(h1, h2). */
 void rp_rnnpool_s8(const rp_rnnpool_s8_params *p, const int8_t *in, int8_t *out, int16_t *scratch);
-/* The 4 h2 Q12 outputs of the patch whose top-left pixel is `origin`. */
-void rp_rnnpool_patch_q12(const rp_rnnpool_s8_params *p, const int8_t *origin, int16_t *result, int16_t *scratch);
+/* The 4 h2 Q12 outputs of the patch whose rows start at rows[0..patch) and whose left column is x0. */
+void rp_rnnpool_patch_q12(const rp_rnnpool_s8_params *p, const int8_t *const *rows, int32_t x0, int16_t *result,
+                          int16_t *scratch);
 /* The RNNPool's int8 output value for a Q12 result. */
 int8_t rp_rnnpool_output_s8(const rp_rnnpool_s8_params *p, int16_t q12);
-/* scratch: kernel rows of the RNNPool map (int16), the block's rows, then (4-byte aligned) the
-   RNNPool's scratch; the exporter computes its size. */
-void rp_rnnpool_inverted_residual_s8(const rp_rnnpool_inverted_residual_s8_params *p, const int8_t *in, int8_t *out,
-                                     int8_t *scratch);
+/* The RNNPool reads stage `last_stage` of `stages`. scratch: kernel rows of the RNNPool map
+   (int16), the block's rows, then (4-byte aligned) the RNNPool's scratch; the exporter computes
+   its size. */
+void rp_rnnpool_inverted_residual_s8(const rp_rnnpool_inverted_residual_s8_params *p, rp_row_stage_s8 *stages,
+                                     int32_t last_stage, int8_t *out, int8_t *scratch);
 void rp_l2norm_s8(const rp_l2norm_s8_params *p, const int8_t *in, int8_t *out);
 void rp_maxout_s8(const int8_t *in, int32_t pixels, int8_t *out);
 void rp_avgpool_s8(const rp_avgpool_s8_params *p, const int8_t *in, int8_t *out);

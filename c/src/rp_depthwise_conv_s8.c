@@ -24,10 +24,10 @@ void rp_depthwise_conv_row_s8(const rp_conv_s8_params *p, const int8_t *const *r
 }
 
 void rp_depthwise_conv_s8(const rp_conv_s8_params *p, const int8_t *in, int8_t *out) {
-  const int8_t *rows[16];
+  const int8_t *rows[RP_MAX_KERNEL];
   const int32_t row_bytes = (int32_t)p->in_w * p->in_c;
   for (int32_t oy = 0; oy < p->out_h; oy++) {
-    for (int32_t ky = 0; ky < p->kernel && ky < 16; ky++) {
+    for (int32_t ky = 0; ky < p->kernel; ky++) {
       int32_t iy = oy * p->stride + ky - p->pad;
       rows[ky] = (iy < 0 || iy >= p->in_h) ? NULL : in + iy * row_bytes;
     }

@@ -13,10 +13,10 @@ void rp_inverted_residual_s8(const rp_inverted_residual_s8_params *p, const int8
   const int32_t out_row = (int32_t)p->project->out_w * p->project->out_c;
   int8_t *ring = scratch;
   int8_t *dw_row = p->expand ? scratch + k * w * ce : scratch;
-  const int8_t *rows[16];
+  const int8_t *rows[RP_MAX_KERNEL];
   int32_t expanded = 0; /* input rows expanded so far */
   for (int32_t oy = 0; oy < dw->out_h; oy++) {
-    for (int32_t ky = 0; ky < k && ky < 16; ky++) {
+    for (int32_t ky = 0; ky < k; ky++) {
       int32_t iy = oy * dw->stride + ky - dw->pad;
       if (iy < 0 || iy >= dw->in_h) {
         rows[ky] = NULL;

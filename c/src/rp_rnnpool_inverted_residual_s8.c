@@ -2,15 +2,18 @@
    computed (Q12) when the block's depthwise convolution first needs it, expanded straight from
    its 12-bit values, and kept in a ring of `kernel` rows for the residual. Neither the RNNPool
    map nor the expanded map is ever whole in RAM, and the expansion, whose folded BatchNorm
-   amplifies the small RNNPool outputs, sees 12 bits instead of 8. */
+   amplifies the small RNNPool outputs, sees 12 bits instead of 8. The RNNPool reads its patches'
+   rows from the last of `stages` (see rp_row_stage_s8.c), so a stem before it is streamed too,
+   and the input rows it has finished with may hold this layer's output (the exporter's plan
+   checks that, row step by row step). */
 #include <stddef.h>
 #include <string.h>
 
 #include "rp_fixed_point.h"
 #include "rp_nn.h"
 
-void rp_rnnpool_inverted_residual_s8(const rp_rnnpool_inverted_residual_s8_params *p, const int8_t *in, int8_t *out,
-                                     int8_t *scratch) {
+void rp_rnnpool_inverted_residual_s8(const rp_rnnpool_inverted_residual_s8_params *p, rp_row_stage_s8 *stages,
+                                     int32_t last_stage, int8_t *out, int8_t *scratch) {
   const rp_rnnpool_s8_params *pool = p->pool;
   const rp_inverted_residual_s8_params *b = p->block;
   const rp_conv_s8_params *dw = b->depthwise;
@@ -24,10 +27,10 @@ void rp_rnnpool_inverted_residual_s8(const rp_rnnpool_inverted_residual_s8_param
   int32_t used = 2 * k * w * c + k * w * ce + dw->out_w * ce;
   int16_t *cell = (int16_t *)(void *)(scratch + ((used + 3) / 4) * 4);
   int16_t *result = cell + pool->patch * pool->rnn1->hidden + pool->rnn2->hidden;
-  const int8_t *rows[16];
+  const int8_t *rows[RP_MAX_KERNEL], *patch_rows[RP_MAX_PATCH];
   int32_t computed = 0; /* RNNPool rows computed and expanded so far */
   for (int32_t oy = 0; oy < dw->out_h; oy++) {
-    for (int32_t ky = 0; ky < k && ky < 16; ky++) {
+    for (int32_t ky = 0; ky < k; ky++) {
       int32_t iy = oy * dw->stride + ky - dw->pad;
       if (iy < 0 || iy >= dw->in_h) {
         rows[ky] = NULL;
@@ -39,9 +42,10 @@ void rp_rnnpool_inverted_residual_s8(const rp_rnnpool_inverted_residual_s8_param
           /* the replicated last row: the previous row, still in the ring */
           memcpy(row, pool_ring + ((computed - 1) % k) * w * c, sizeof(int16_t) * (size_t)(w * c));
         } else {
+          for (int32_t y = 0; y < pool->patch; y++)
+            patch_rows[y] = rp_stage_row_s8(stages, last_stage, computed * pool->stride + y);
           for (int32_t px = 0; px < real_w; px++) {
-            const int8_t *origin = in + ((int32_t)computed * pool->stride * pool->in_w + px * pool->stride) * pool->in_c;
-            rp_rnnpool_patch_q12(pool, origin, result, cell);
+            rp_rnnpool_patch_q12(pool, patch_rows, px * pool->stride, result, cell);
             memcpy(row + px * c, result, sizeof(int16_t) * (size_t)c);
           }
           if (pool->replicate) memcpy(row + real_w * c, row + (real_w - 1) * c, sizeof(int16_t) * (size_t)c);

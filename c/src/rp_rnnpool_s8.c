@@ -8,7 +8,8 @@
 #include "rp_fixed_point.h"
 #include "rp_nn.h"
 
-void rp_rnnpool_patch_q12(const rp_rnnpool_s8_params *p, const int8_t *origin, int16_t *result, int16_t *scratch) {
+void rp_rnnpool_patch_q12(const rp_rnnpool_s8_params *p, const int8_t *const *rows, int32_t x0, int16_t *result,
+                          int16_t *scratch) {
   const int32_t r = p->patch, h1 = p->rnn1->hidden, h2 = p->rnn2->hidden, ch = p->in_c;
   int16_t *summaries = scratch;        /* r * h1 */
   int16_t *state = summaries + r * h1; /* h2 */
@@ -19,7 +20,7 @@ void rp_rnnpool_patch_q12(const rp_rnnpool_s8_params *p, const int8_t *origin, i
       memset(h, 0, sizeof(int16_t) * (size_t)h1);
       for (int32_t b = 0; b < r; b++) {
         int32_t y = pass == 0 ? a : b, x = pass == 0 ? b : a;
-        rp_fastgrnn_step_q12(p->rnn1, origin + (y * p->in_w + x) * ch, p->in_offset, NULL, h, next, p->sigmoid_table,
+        rp_fastgrnn_step_q12(p->rnn1, rows[y] + (x0 + x) * ch, p->in_offset, NULL, h, next, p->sigmoid_table,
                              p->tanh_table);
       }
     }
@@ -43,9 +44,11 @@ void rp_rnnpool_s8(const rp_rnnpool_s8_params *p, const int8_t *in, int8_t *out,
   int16_t *result = scratch + p->patch * p->rnn1->hidden + p->rnn2->hidden; /* 4 * h2 */
   const int32_t ph = p->replicate ? p->out_h - 1 : p->out_h;
   const int32_t pw = p->replicate ? p->out_w - 1 : p->out_w;
+  const int8_t *rows[RP_MAX_PATCH];
   for (int32_t py = 0; py < ph; py++) {
+    for (int32_t y = 0; y < p->patch; y++) rows[y] = in + ((int32_t)py * p->stride + y) * p->in_w * ch;
     for (int32_t px = 0; px < pw; px++) {
-      rp_rnnpool_patch_q12(p, in + ((int32_t)py * p->stride * p->in_w + px * p->stride) * ch, result, scratch);
+      rp_rnnpool_patch_q12(p, rows, px * p->stride, result, scratch);
       int8_t *o = out + ((int32_t)py * p->out_w + px) * oc;
       for (int32_t i = 0; i < oc; i++) o[i] = rp_rnnpool_output_s8(p, result[i]);
     }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::error::ExportError;
 use crate::int8_sim::Tables;
-use crate::plan::Plan;
+use crate::plan::{Plan, Plans};
 use crate::quantize::{
     OutputStage, QAdd, QCell, QConv, QGraph, QInvertedResidual, QOp, QPointwise16, QRnnPool, Rescale,
 };
@@ -16,7 +16,9 @@ use crate::quantize::{
 pub const RUNTIME: &[(&str, &str)] = &[
     ("include/rp_nn.h", include_str!("../../../c/include/rp_nn.h")),
     ("include/rp_fixed_point.h", include_str!("../../../c/include/rp_fixed_point.h")),
+    ("include/rp_dsp.h", include_str!("../../../c/include/rp_dsp.h")),
     ("src/rp_convolve_s8.c", include_str!("../../../c/src/rp_convolve_s8.c")),
+    ("src/rp_row_stage_s8.c", include_str!("../../../c/src/rp_row_stage_s8.c")),
     ("src/rp_depthwise_conv_s8.c", include_str!("../../../c/src/rp_depthwise_conv_s8.c")),
     ("src/rp_pointwise_conv_s8.c", include_str!("../../../c/src/rp_pointwise_conv_s8.c")),
     ("src/rp_add_s8.c", include_str!("../../../c/src/rp_add_s8.c")),
@@ -282,116 +284,169 @@ fn at(offset: usize) -> String {
     format!("A + {offset}")
 }
 
-/// One layer: its parameters into `weights`, its call into `calls`.
-fn layer(weights: &mut String, calls: &mut String, q: &QGraph, plan: &Plan, i: usize) -> Result<(), ExportError> {
+/// Layer `i`'s parameters, as `static const` structs and arrays.
+fn layer_params(weights: &mut String, q: &QGraph, i: usize) {
     let l = &q.layers[i];
     let id = ident(i, &l.name);
     let (is, os) = (q.tensors[l.input], q.tensors[l.output]);
-    let (inp, outp) = (at(plan.tensor_offset(l.input)), at(plan.tensor_offset(l.output)));
-    let scratch = || plan.scratch_offset(i).map(at).ok_or_else(|| no_scratch(&l.name));
     let _ = writeln!(weights, "/* {}: {:?} -> {:?} */", l.name, is, os);
-    let call = match &l.op {
-        QOp::Conv(c) => {
-            conv(weights, &id, c, is, os);
-            if c.depthwise {
-                format!("rp_depthwise_conv_s8(&{id}, {inp}, {outp});")
-            } else if c.kernel == 1 && c.stride == 1 && c.pad == 0 {
-                format!("rp_pointwise_conv_s8(&{id}, {inp}, {}, {outp});", is[0] * is[1])
-            } else {
-                format!("rp_convolve_s8(&{id}, {inp}, {outp});")
+    match &l.op {
+        QOp::Conv(c) => conv(weights, &id, c, is, os),
+        QOp::InvertedResidual(b) => block(weights, &id, b, is, os),
+        QOp::RnnPool(p) => pool(weights, &id, p, is, os),
+        QOp::RnnPoolInvertedResidual { stem, pool: p, expand: e, block: b } => {
+            let shapes = crate::plan::stage_shapes(q, i);
+            for (j, c) in stem.iter().enumerate() {
+                conv(weights, &format!("{id}_stem{j}"), c, shapes[j], shapes[j + 1]);
             }
-        }
-        QOp::InvertedResidual(b) => {
-            block(weights, &id, b, is, os);
-            format!("rp_inverted_residual_s8(&{id}, {inp}, {outp}, {});", scratch()?)
-        }
-        QOp::RnnPool(p) => {
-            pool(weights, &id, p, is, os);
-            format!("rp_rnnpool_s8(&{id}, {inp}, {outp}, (int16_t *)(void *)({}));", scratch()?)
-        }
-        QOp::RnnPoolInvertedResidual { pool: p, expand: e, block: b } => {
-            rnnpool_block(weights, &id, p, e, b, [is, os]);
-            format!("rp_rnnpool_inverted_residual_s8(&{id}, {inp}, {outp}, {});", scratch()?)
+            rnnpool_block(weights, &id, p, e, b, [shapes[stem.len()], os]);
         }
         QOp::L2Norm { in_offset, out_offset, gain } => {
             array(weights, "int32_t", &format!("{id}_gain"), gain);
             let (pixels, gain) = (is[0] * is[1], format!("{id}_gain"));
-            def(
-                weights,
-                "rp_l2norm_s8_params",
-                &id,
-                &[
-                    ("pixels", &pixels),
-                    ("channels", &is[2]),
-                    ("in_offset", in_offset),
-                    ("out_offset", out_offset),
-                    ("gain", &gain),
-                ],
-            );
-            format!("rp_l2norm_s8(&{id}, {inp}, {outp});")
+            let fields: [(&str, &dyn std::fmt::Display); 5] = [
+                ("pixels", &pixels),
+                ("channels", &is[2]),
+                ("in_offset", in_offset),
+                ("out_offset", out_offset),
+                ("gain", &gain),
+            ];
+            def(weights, "rp_l2norm_s8_params", &id, &fields);
         }
-        QOp::MaxOut => format!("rp_maxout_s8({inp}, {}, {outp});", is[0] * is[1]),
+        QOp::MaxOut => {}
         QOp::Concat { other, first, second, out_offset } => {
             concat(weights, &id, is[0] * is[1], [is[2], q.tensors[*other][2]], [first, second], *out_offset);
-            format!("rp_concat_s8(&{id}, {inp}, {}, {outp});", at(plan.tensor_offset(*other)))
         }
         QOp::AvgPool { kernel, stride, in_offset, mult, shift, out_offset } => {
-            def(
-                weights,
-                "rp_avgpool_s8_params",
-                &id,
-                &[
-                    ("in_h", &is[0]),
-                    ("in_w", &is[1]),
-                    ("channels", &is[2]),
-                    ("out_h", &os[0]),
-                    ("out_w", &os[1]),
-                    ("kernel_h", &kernel[0]),
-                    ("kernel_w", &kernel[1]),
-                    ("stride_h", &stride[0]),
-                    ("stride_w", &stride[1]),
-                    ("in_offset", in_offset),
-                    ("mult", mult),
-                    ("shift", shift),
-                    ("out_offset", out_offset),
-                ],
-            );
-            format!("rp_avgpool_s8(&{id}, {inp}, {outp});")
+            let fields: [(&str, &dyn std::fmt::Display); 13] = [
+                ("in_h", &is[0]),
+                ("in_w", &is[1]),
+                ("channels", &is[2]),
+                ("out_h", &os[0]),
+                ("out_w", &os[1]),
+                ("kernel_h", &kernel[0]),
+                ("kernel_w", &kernel[1]),
+                ("stride_h", &stride[0]),
+                ("stride_w", &stride[1]),
+                ("in_offset", in_offset),
+                ("mult", mult),
+                ("shift", shift),
+                ("out_offset", out_offset),
+            ];
+            def(weights, "rp_avgpool_s8_params", &id, &fields);
         }
-    };
-    let _ = writeln!(calls, "  {call} /* {} */", l.name);
-    Ok(())
+    }
 }
 
-/// The arena, the input and output accessors and `model_run()` with its calls. It lives in the
-/// weights file so that the parameter structs can stay static.
-fn run_section(q: &QGraph, plan: &Plan, calls: &str) -> String {
+/// The stage array of a streamed layer (see `rp_row_stage_s8.c`), named `s`: stage 0 reads
+/// the frame at `input`, or the caller's `read_row` into its ring; later stages are the stem
+/// convolutions `{id}_stem{j}`. Returns the C and the bytes its rings take of the scratch.
+fn stages(q: &QGraph, plan: &Plan, i: usize, id: &str, scratch: usize) -> (String, usize) {
+    let rings = crate::plan::rings(q, i, plan.entry);
+    let mut c = format!("rp_row_stage_s8 s[{}] = {{\n", rings.len());
+    let mut at_ring = scratch;
+    for (j, r) in rings.iter().enumerate() {
+        let source = if j > 0 {
+            format!(".conv = &{id}_stem{}, .ring = {}, .depth = {}", j - 1, at(at_ring), r.depth)
+        } else if r.depth == 0 {
+            format!(".frame = {}", at(plan.tensor_offset(q.layers[i].input)))
+        } else {
+            format!(".read = read_row, .ctx = ctx, .ring = {}, .depth = {}", at(at_ring), r.depth)
+        };
+        let _ = writeln!(c, "      {{{source}, .row_bytes = {}}},", r.row_bytes);
+        at_ring += crate::plan::rings_bytes(&[*r]);
+    }
+    c.push_str("    };\n");
+    (c, crate::plan::rings_bytes(&rings))
+}
+
+/// Layer `i`'s call under `plan`.
+fn layer_call(q: &QGraph, plan: &Plan, i: usize) -> Result<String, ExportError> {
+    let l = &q.layers[i];
+    let id = ident(i, &l.name);
+    let is = q.tensors[l.input];
+    let (inp, outp) = (at(plan.tensor_offset(l.input)), at(plan.tensor_offset(l.output)));
+    let scratch_at = plan.scratch_offset(i).ok_or_else(|| no_scratch(&l.name));
+    let scratch = || scratch_at.as_ref().map(|o| at(*o)).map_err(|_| no_scratch(&l.name));
+    Ok(match &l.op {
+        QOp::Conv(c) if !plan.stores(l.input) => {
+            let (s, _) = stages(q, plan, i, &id, scratch_at?);
+            format!("{{\n    {s}    rp_convolve_rows_s8(&{id}, s, {outp});\n  }}")
+        }
+        QOp::Conv(c) if c.depthwise => format!("rp_depthwise_conv_s8(&{id}, {inp}, {outp});"),
+        QOp::Conv(c) if c.kernel == 1 && c.stride == 1 && c.pad == 0 => {
+            format!("rp_pointwise_conv_s8(&{id}, {inp}, {}, {outp});", is[0] * is[1])
+        }
+        QOp::Conv(_) => format!("rp_convolve_s8(&{id}, {inp}, {outp});"),
+        QOp::InvertedResidual(_) => format!("rp_inverted_residual_s8(&{id}, {inp}, {outp}, {});", scratch()?),
+        QOp::RnnPool(_) => format!("rp_rnnpool_s8(&{id}, {inp}, {outp}, (int16_t *)(void *)({}));", scratch()?),
+        QOp::RnnPoolInvertedResidual { stem, .. } => {
+            let start = scratch_at?;
+            let (s, rings) = stages(q, plan, i, &id, start);
+            let call =
+                format!("rp_rnnpool_inverted_residual_s8(&{id}, s, {}, {outp}, {});", stem.len(), at(start + rings));
+            format!("{{\n    {s}    {call}\n  }}")
+        }
+        QOp::L2Norm { .. } => format!("rp_l2norm_s8(&{id}, {inp}, {outp});"),
+        QOp::MaxOut => format!("rp_maxout_s8({inp}, {}, {outp});", is[0] * is[1]),
+        QOp::Concat { other, .. } => format!("rp_concat_s8(&{id}, {inp}, {}, {outp});", at(plan.tensor_offset(*other))),
+        QOp::AvgPool { .. } => format!("rp_avgpool_s8(&{id}, {inp}, {outp});"),
+    })
+}
+
+/// Every layer's call under `plan`, one per line.
+fn calls(q: &QGraph, plan: &Plan) -> Result<String, ExportError> {
+    let mut calls = String::new();
+    for i in 0..q.layers.len() {
+        let _ = writeln!(calls, "  {} /* {} */", layer_call(q, plan, i)?, q.layers[i].name);
+    }
+    Ok(calls)
+}
+
+/// The arena, the input and output accessors, `model_run()` and `model_run_rows()` with their
+/// calls. It lives in the weights file so that the parameter structs can stay static.
+fn run_section(q: &QGraph, plans: &Plans) -> Result<String, ExportError> {
     let mut run = String::new();
+    let (frame, rows) = (&plans.frame, &plans.rows);
     let _ = writeln!(
         run,
-        "/* The static arena: {} bytes, every buffer placed by the exporter (see report.json). */",
-        plan.arena_bytes
+        "/* The static arena, every buffer placed by the exporter (see report.json): {} bytes for\n   model_run(), {} bytes for model_run_rows() alone (MODEL_ROWS_ONLY). */",
+        frame.arena_bytes, rows.arena_bytes
     );
     let _ = writeln!(run, "static union {{\n  int16_t h[(MODEL_ARENA_BYTES + 1) / 2];\n  int32_t align;\n}} arena;\n");
     run.push_str("#define A ((int8_t *)arena.h)\n\n");
-    let _ = writeln!(run, "int8_t *model_input(void) {{ return {}; }}\n", at(plan.tensor_offset(q.input)));
-    let offsets: Vec<usize> = q.outputs.iter().map(|(t, _)| plan.tensor_offset(*t)).collect();
+    let offsets = |p: &Plan| -> Vec<usize> { q.outputs.iter().map(|(t, _)| p.tensor_offset(*t)).collect() };
+    array(&mut run, "uint32_t", "rows_output_offsets", &offsets(rows));
+    run.push_str("static const uint32_t *output_offsets = rows_output_offsets;\n");
     let sizes: Vec<usize> = q.outputs.iter().map(|(t, _)| q.tensors[*t].iter().product()).collect();
-    array(&mut run, "uint32_t", "output_offsets", &offsets);
     let _ = writeln!(run, "const uint32_t model_output_bytes[MODEL_NUM_OUTPUTS] = {{{}}};", join(&sizes));
     let scales: Vec<String> = q.outputs.iter().map(|(t, _)| format!("{:e}f", q.params[*t].scale)).collect();
     let zeros: Vec<i32> = q.outputs.iter().map(|(t, _)| q.params[*t].zero).collect();
     let _ = writeln!(run, "const float model_output_scale[MODEL_NUM_OUTPUTS] = {{{}}};", scales.join(", "));
     let _ = writeln!(run, "const int32_t model_output_zero_point[MODEL_NUM_OUTPUTS] = {{{}}};\n", join(&zeros));
     run.push_str("const int8_t *model_output(int32_t i) { return A + output_offsets[i]; }\n\n");
+    run.push_str("void model_run_rows(void (*read_row)(void *ctx, int32_t y, int8_t *row), void *ctx) {\n");
+    if rows.stores(q.input) {
+        let [_, w, c] = q.input_shape();
+        let _ = writeln!(
+            run,
+            "  /* The first layer needs the whole frame. */\n  for (int32_t y = 0; y < MODEL_INPUT_H; y++) read_row(ctx, y, {} + y * {});",
+            at(rows.tensor_offset(q.input)),
+            w * c
+        );
+    }
+    run.push_str(&calls(q, rows)?);
+    run.push_str("  output_offsets = rows_output_offsets;\n}\n\n#ifndef MODEL_ROWS_ONLY\n");
+    array(&mut run, "uint32_t", "frame_output_offsets", &offsets(frame));
+    let _ = writeln!(run, "\nint8_t *model_input(void) {{ return {}; }}\n", at(frame.tensor_offset(q.input)));
     run.push_str("void model_run(void) {\n");
-    run.push_str(calls);
-    run.push_str("}\n");
-    run
+    run.push_str(&calls(q, frame)?);
+    run.push_str("  output_offsets = frame_output_offsets;\n}\n#endif\n");
+    Ok(run)
 }
 
 /// `model.h`: sizes, quantization of the input and outputs, and the interface.
-fn header(q: &QGraph, plan: &Plan) -> String {
+fn header(q: &QGraph, plans: &Plans) -> String {
     let [h, w, c] = q.input_shape();
     let inq = q.params[q.input];
     let output_bytes: usize = q.outputs.iter().map(|(t, _)| q.tensors[*t].iter().product::<usize>()).sum();
@@ -402,7 +457,14 @@ fn header(q: &QGraph, plan: &Plan) -> String {
         "/* Generated by rnnpool-rs export for `{}`. */\n#ifndef {guard}\n#define {guard}\n\n#include <stdint.h>\n",
         q.model
     );
-    let _ = writeln!(header, "#define MODEL_ARENA_BYTES {}", plan.arena_bytes);
+    let (frame, rows) = (plans.frame.arena_bytes, plans.rows.arena_bytes);
+    let _ = writeln!(header, "/* Peak RAM of model_run() (the frame in the arena) and of model_run_rows() alone. */");
+    let _ = writeln!(header, "#define MODEL_ARENA_FRAME_BYTES {frame}\n#define MODEL_ARENA_ROWS_BYTES {rows}");
+    let _ = writeln!(
+        header,
+        "#ifdef MODEL_ROWS_ONLY\n#define MODEL_ARENA_BYTES MODEL_ARENA_ROWS_BYTES\n#else\n#define MODEL_ARENA_BYTES {}\n#endif",
+        if frame >= rows { "MODEL_ARENA_FRAME_BYTES" } else { "MODEL_ARENA_ROWS_BYTES" }
+    );
     let _ = writeln!(header, "#define MODEL_INPUT_H {h}\n#define MODEL_INPUT_W {w}\n#define MODEL_INPUT_C {c}");
     let _ = writeln!(header, "#define MODEL_INPUT_BYTES {}", h * w * c);
     let _ = writeln!(
@@ -412,8 +474,10 @@ fn header(q: &QGraph, plan: &Plan) -> String {
     let _ = writeln!(header, "#define MODEL_INPUT_SCALE {:e}f\n#define MODEL_INPUT_ZERO_POINT {}", inq.scale, inq.zero);
     let _ = writeln!(header, "#define MODEL_NUM_OUTPUTS {}", q.outputs.len());
     let _ = writeln!(header, "#define MODEL_OUTPUT_BYTES {output_bytes}\n");
-    header.push_str("/* Where to write the quantized HWC input before model_run(). */\nint8_t *model_input(void);\n");
-    header.push_str("void model_run(void);\n/* Output i (HWC int8; real = scale * (q - zero point)), valid until the next model_run(). */\n");
+    header.push_str("#ifndef MODEL_ROWS_ONLY\n/* Where to write the quantized HWC input before model_run(). */\nint8_t *model_input(void);\nvoid model_run(void);\n#endif\n");
+    header.push_str("/* Runs the model on rows that read_row(ctx, y, row) writes (MODEL_INPUT_W * MODEL_INPUT_C\n   quantized bytes), asked for once each, y increasing: a camera's rows need no frame buffer. */\n");
+    header.push_str("void model_run_rows(void (*read_row)(void *ctx, int32_t y, int8_t *row), void *ctx);\n");
+    header.push_str("/* Output i (HWC int8; real = scale * (q - zero point)), valid until the next run. */\n");
     header.push_str(
         "const int8_t *model_output(int32_t i);\nextern const uint32_t model_output_bytes[MODEL_NUM_OUTPUTS];\n",
     );
@@ -422,9 +486,8 @@ fn header(q: &QGraph, plan: &Plan) -> String {
 }
 
 /// The C of `q` placed by `plan`: `model.h`, `model_weights.c` and a copy of the runtime.
-pub fn generate(q: &QGraph, plan: &Plan) -> Result<Sources, ExportError> {
+pub fn generate(q: &QGraph, plans: &Plans) -> Result<Sources, ExportError> {
     let mut weights = String::new();
-    let mut calls = String::new();
     weights.push_str("/* Generated by rnnpool-rs export: int8 weights and layer parameters (all const: flash). */\n");
     weights.push_str("#include <stddef.h>\n#include <stdint.h>\n\n#include \"model.h\"\n#include \"rp_nn.h\"\n\n");
     let uses_rnnpool = q.layers.iter().any(|l| matches!(l.op, QOp::RnnPool(_) | QOp::RnnPoolInvertedResidual { .. }));
@@ -435,10 +498,10 @@ pub fn generate(q: &QGraph, plan: &Plan) -> Result<Sources, ExportError> {
         weights.push('\n');
     }
     for i in 0..q.layers.len() {
-        layer(&mut weights, &mut calls, q, plan, i)?;
+        layer_params(&mut weights, q, i);
     }
-    weights.push_str(&run_section(q, plan, &calls));
-    let mut files = vec![("model.h".to_string(), header(q, plan)), ("model_weights.c".to_string(), weights)];
+    weights.push_str(&run_section(q, plans)?);
+    let mut files = vec![("model.h".to_string(), header(q, plans)), ("model_weights.c".to_string(), weights)];
     files.extend(RUNTIME.iter().map(|(p, s)| (format!("runtime/{p}"), s.to_string())));
     Ok(Sources { files })
 }

@@ -31,6 +31,9 @@ pub enum ExportError {
     /// The config, the model or its checkpoint.
     #[error(transparent)]
     Zoo(#[from] zoo::ZooError),
+    /// Compiling or running the generated C.
+    #[error("{what} in {dir}: {detail}")]
+    Build { what: String, dir: PathBuf, detail: String },
     /// A tensor that cannot be read back from burn.
     #[error("reading a tensor of {layer}: {message}")]
     Tensor { layer: String, message: String },

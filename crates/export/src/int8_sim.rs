@@ -16,8 +16,7 @@ fn clamp8(v: i32, lo: i32, hi: i32) -> i8 {
 
 /// An int8 convolution of the HWC map `x`, as the C computes it.
 pub fn conv_s8(c: &QConv, x: &[i8], [h, w, cin]: Shape) -> (Vec<i8>, Shape) {
-    let oh = (h + 2 * c.pad - c.kernel) / c.stride + 1;
-    let ow = (w + 2 * c.pad - c.kernel) / c.stride + 1;
+    let [oh, ow, _] = c.out_shape([h, w, cin]);
     let k = c.kernel;
     let mut y = vec![0i8; oh * ow * c.cout];
     for oy in 0..oh {
@@ -184,9 +183,13 @@ pub fn run(q: &QGraph, input: &[i8]) -> Vec<Vec<i8>> {
                 inverted_residual(b, &e, es, x)
             }
             QOp::RnnPool(p) => rnnpool_s8(p, &rnnpool_q12(p, x, shape, q.tensors[l.output], &tables)),
-            QOp::RnnPoolInvertedResidual { pool, expand, block } => {
+            QOp::RnnPoolInvertedResidual { stem, pool, expand, block } => {
+                let (mut x, mut shape) = (x.clone(), shape);
+                for c in stem {
+                    (x, shape) = conv_s8(c, &x, shape);
+                }
                 let ps = pool.out_shape(shape);
-                let q12 = rnnpool_q12(pool, x, shape, ps, &tables);
+                let q12 = rnnpool_q12(pool, &x, shape, ps, &tables);
                 let e = pointwise_s16(expand, &q12);
                 inverted_residual(block, &e, [ps[0], ps[1], expand.cout], &rnnpool_s8(pool, &q12))
             }

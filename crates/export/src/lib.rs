@@ -17,6 +17,7 @@ pub mod graph;
 pub mod inputs;
 pub mod int8_sim;
 pub mod lower;
+pub mod mcu;
 pub mod pipeline;
 pub mod plan;
 pub mod quantize;

@@ -89,7 +89,7 @@ pub fn export(opts: &ExportOptions, progress: &mut dyn FnMut(usize, usize)) -> R
     )?;
     tracing::info!(images = images.len(), "calibrated");
     let quantized = quantize::quantize(&graph, &ranges)?;
-    let arena = plan::plan(&quantized);
+    let arena = plan::Plans::new(&quantized);
     codegen::generate(&quantized, &arena)?.write(&opts.out)?;
     write_example(&opts.out, &quantized, &images[0])?;
     let report = report::report(&quantized, &arena);

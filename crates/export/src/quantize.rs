@@ -69,6 +69,14 @@ pub struct QConv {
     pub out: OutputStage,
 }
 
+impl QConv {
+    /// The output shape for an input of `[h, w, _]`.
+    pub fn out_shape(&self, [h, w, _]: Shape) -> Shape {
+        let n = |d: usize| (d + 2 * self.pad - self.kernel) / self.stride + 1;
+        [n(h), n(w), self.cout]
+    }
+}
+
 /// From a channel's int32 sum to its int8 output, as TFLite and CMSIS-NN do:
 /// `clamp(requantize(sum + bias, mult, shift) + out_offset, act_min, act_max)`.
 #[derive(Clone, Debug)]
@@ -264,6 +272,10 @@ pub enum QOp {
     /// the int8 model most of its error), and the RNNPool map is never stored whole. The
     /// residual, when present, adds the int8 RNNPool output as the unfused layer would.
     RnnPoolInvertedResidual {
+        /// Dense convolutions before the RNNPool, each read only by the next, streamed: their
+        /// rows are computed when the RNNPool first needs them and kept in rings just deep
+        /// enough for the windows that read them, so their maps are never whole in RAM.
+        stem: Vec<QConv>,
         /// The RNNPool.
         pool: QRnnPool,
         /// The block's expansion, reading Q12.
@@ -368,7 +380,22 @@ impl QGraph {
     }
 }
 
+/// The largest kernel side and RNNPool patch side the C runtime takes (`RP_MAX_KERNEL`,
+/// `RP_MAX_PATCH` in `rp_nn.h`): their row pointers live on the stack.
+pub const MAX_KERNEL: usize = 16;
+/// See [`MAX_KERNEL`].
+pub const MAX_PATCH: usize = 32;
+
+fn unsupported(layer: &str, what: &str, value: usize, max: usize) -> Result<(), ExportError> {
+    if value > max {
+        let why = format!("{what} {value} is larger than the C runtime's {max}");
+        return Err(ExportError::Unsupported { layer: layer.into(), why });
+    }
+    Ok(())
+}
+
 fn quantize_conv(name: &str, c: &ConvWeights, qin: QParams, qout: QParams) -> Result<QConv, ExportError> {
+    unsupported(name, "kernel", c.kernel, MAX_KERNEL)?;
     let per_out = c.weight.len() / c.cout;
     let mut weight = Vec::with_capacity(c.weight.len());
     let mut acc_scale = Vec::with_capacity(c.cout);
@@ -523,9 +550,11 @@ pub fn quantize(g: &Graph, ranges: &Ranges) -> Result<QGraph, ExportError> {
                 if let Some(expand) = fused
                     && let Some(QLayer { op: QOp::RnnPool(pool), input, name, macs: pool_macs, .. }) = layers.pop()
                 {
-                    let op = QOp::RnnPoolInvertedResidual { pool, expand, block };
-                    let name = format!("{name}+{}", l.name);
-                    layers.push(QLayer { name, input, output: l.output, op, macs: pool_macs + macs });
+                    let stem = take_stem(&mut layers, &readers, input);
+                    let op = QOp::RnnPoolInvertedResidual { stem: stem.convs, pool, expand, block };
+                    let name = format!("{}{name}+{}", stem.names, l.name);
+                    let macs = stem.macs + pool_macs + macs;
+                    layers.push(QLayer { name, input: stem.input, output: l.output, op, macs });
                     continue;
                 }
                 (QOp::InvertedResidual(block), macs)
@@ -542,6 +571,34 @@ pub fn quantize(g: &Graph, ranges: &Ranges) -> Result<QGraph, ExportError> {
         layers,
         outputs: g.outputs.clone(),
     })
+}
+
+/// A chain of dense convolutions taken off the end of the layer list.
+struct Stem {
+    convs: Vec<QConv>,
+    /// The first one's input (the fused layer's input when there is none).
+    input: TensorId,
+    /// `"a+b+"`: their names, for the fused layer's.
+    names: String,
+    macs: u64,
+}
+
+/// The dense convolutions at the end of `layers` whose outputs only feed the next, the last
+/// one producing `input`; taken off `layers`, in execution order.
+fn take_stem(layers: &mut Vec<QLayer>, readers: &[usize], input: TensorId) -> Stem {
+    let mut stem = Stem { convs: Vec::new(), input, names: String::new(), macs: 0 };
+    while let Some(last) = layers.last()
+        && last.output == stem.input
+        && readers[last.output] == 1
+        && matches!(&last.op, QOp::Conv(c) if !c.depthwise)
+        && let Some(QLayer { op: QOp::Conv(c), input, name, macs, .. }) = layers.pop()
+    {
+        stem.convs.insert(0, c);
+        stem.input = input;
+        stem.names = format!("{name}+{}", stem.names);
+        stem.macs += macs;
+    }
+    stem
 }
 
 /// Layer `i`, an inverted residual, and its MACs; with `fuse`, its expansion quantized for the
@@ -590,6 +647,7 @@ fn simple_layer(g: &Graph, params: &mut [QParams], i: usize) -> Result<(QOp, u64
     Ok(match &l.op {
         Op::Conv { conv } => (QOp::Conv(quantize_conv(&l.name, conv, qin, qout)?), conv.macs(g.tensors[l.output])),
         Op::RnnPool { patch, stride, rnn1, rnn2, replicate } => {
+            unsupported(&l.name, "patch", *patch, MAX_PATCH)?;
             let [oh, ow, _] = g.tensors[l.output];
             let patches = (oh - usize::from(*replicate)) * (ow - usize::from(*replicate));
             let (k, h1, h2, r) = (rnn1.input as u64, rnn1.hidden as u64, rnn2.hidden as u64, *patch as u64);

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::graph::{OutputKind, Shape};
 use crate::int8_sim::Tables;
-use crate::plan::{Buffer, Plan};
+use crate::plan::{Buffer, Entry, Plans};
 use crate::quantize::{QCell, QConv, QGraph, QInvertedResidual, QOp, QParams, QRnnPool};
 
 /// One layer of the report.
@@ -59,10 +59,15 @@ pub struct Report {
     pub layers: Vec<LayerRow>,
     /// Every output.
     pub outputs: Vec<OutputRow>,
-    /// Every buffer of the arena.
+    /// Every buffer of the arena, for `model_run()`.
     pub buffers: Vec<Buffer>,
-    /// Peak RAM of the activations: the static arena.
+    /// Every buffer of the arena, for `model_run_rows()`.
+    pub rows_buffers: Vec<Buffer>,
+    /// Peak RAM of the activations with `model_run()`: the static arena, frame included.
     pub arena_bytes: usize,
+    /// Peak RAM with `model_run_rows()` alone (`MODEL_ROWS_ONLY`): the frame is never stored
+    /// when the first layer takes rows.
+    pub arena_rows_bytes: usize,
     /// Flash for weights, biases, requantisation constants, tables and layer parameters
     /// (code not included: see the sizes `arm-none-eabi-size` prints).
     pub weight_flash_bytes: usize,
@@ -97,6 +102,7 @@ fn op_name(op: &QOp) -> &'static str {
         QOp::Conv(_) => "conv",
         QOp::InvertedResidual(_) => "inverted_residual",
         QOp::RnnPool(_) => "rnnpool",
+        QOp::RnnPoolInvertedResidual { stem, .. } if !stem.is_empty() => "stem+rnnpool+inv_residual",
         QOp::RnnPoolInvertedResidual { .. } => "rnnpool+inv_residual",
         QOp::L2Norm { .. } => "l2norm",
         QOp::MaxOut => "maxout",
@@ -110,8 +116,14 @@ fn weight_bytes(op: &QOp) -> usize {
         QOp::Conv(c) => conv_bytes(c),
         QOp::InvertedResidual(b) => block_bytes(b),
         QOp::RnnPool(p) => pool_bytes(p),
-        QOp::RnnPoolInvertedResidual { pool, expand: e, block } => {
-            pool_bytes(pool) + 2 * e.weight.len() + 12 * e.cout + 40 + block_bytes(block) + 8
+        QOp::RnnPoolInvertedResidual { stem, pool, expand: e, block } => {
+            stem.iter().map(conv_bytes).sum::<usize>()
+                + pool_bytes(pool)
+                + 2 * e.weight.len()
+                + 12 * e.cout
+                + 40
+                + block_bytes(block)
+                + 8
         }
         QOp::L2Norm { gain, .. } => 4 * gain.len() + 16,
         QOp::MaxOut => 0,
@@ -120,8 +132,9 @@ fn weight_bytes(op: &QOp) -> usize {
     }
 }
 
-/// The report of `q` placed by `plan`.
-pub fn report(q: &QGraph, plan: &Plan) -> Report {
+/// The report of `q` placed by `plans` (per layer: `model_run()`'s placement).
+pub fn report(q: &QGraph, plans: &Plans) -> Report {
+    let plan = &plans.frame;
     let layers: Vec<LayerRow> = q
         .layers
         .iter()
@@ -134,7 +147,7 @@ pub fn report(q: &QGraph, plan: &Plan) -> Report {
             macs: l.macs,
             input_offset: plan.tensor_offset(l.input),
             output_offset: plan.tensor_offset(l.output),
-            scratch: plan.scratch_offset(i).map(|o| (o, crate::plan::scratch_bytes(q, i))),
+            scratch: plan.scratch_offset(i).map(|o| (o, crate::plan::scratch_bytes(q, i, Entry::Frame))),
             weight_bytes: weight_bytes(&l.op),
         })
         .collect();
@@ -162,7 +175,9 @@ pub fn report(q: &QGraph, plan: &Plan) -> Report {
             })
             .collect(),
         buffers: plan.buffers.clone(),
+        rows_buffers: plans.rows.buffers.clone(),
         arena_bytes: plan.arena_bytes,
+        arena_rows_bytes: plans.rows.arena_bytes,
     }
 }
 
@@ -197,8 +212,8 @@ impl Report {
         }
         let _ = writeln!(
             t,
-            "total: arena (peak RAM) {} B, weights in flash {} B, {} MACs",
-            self.arena_bytes, self.weight_flash_bytes, self.macs
+            "total: arena (peak RAM) {} B with model_run(), {} B with model_run_rows(); weights in flash {} B, {} MACs",
+            self.arena_bytes, self.arena_rows_bytes, self.weight_flash_bytes, self.macs
         );
         t
     }

@@ -8,12 +8,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use burn::prelude::*;
 use export::inputs::{Preprocess, calibration_inputs};
-use export::{codegen, plan, quantize};
+use export::mcu::{self, Build, Target};
+use export::quantize;
 use models::FaceArch;
 use zoo::Net;
 
@@ -29,15 +30,6 @@ fn tool(name: &str) {
     );
 }
 
-/// `(text, data, bss)` from arm-none-eabi-size.
-fn sizes(elf: &Path) -> [u64; 3] {
-    let out = Command::new("arm-none-eabi-size").arg(elf).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().nth(1).unwrap_or_default();
-    let v: Vec<u64> = line.split_whitespace().take(3).map(|s| s.parse().unwrap()).collect();
-    [v[0], v[1], v[2]]
-}
-
 #[test]
 fn face_m4_runs_on_a_cortex_m4_in_256_kb_and_matches_the_simulator() {
     tool("arm-none-eabi-gcc");
@@ -51,66 +43,38 @@ fn face_m4_runs_on_a_cortex_m4_in_256_kb_and_matches_the_simulator() {
     let images = calibration_inputs(&photos, shape, Preprocess::FaceGray, 4).unwrap();
     let ranges = export::calibrate(&g, images.iter().map(|v| v.as_slice())).unwrap();
     let q = quantize::quantize(&g, &ranges).unwrap();
-    let p = plan::plan(&q);
-    assert!(p.arena_bytes <= 160_000, "arena {} B over the 160 KB target", p.arena_bytes);
-
-    let dir = common::work_dir("mcu");
-    codegen::generate(&q, &p).unwrap().write(&dir).unwrap();
-    let elf = dir.join("run_model_m4.elf");
-    let out = Command::new("arm-none-eabi-gcc")
-        .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-DRP_CORTEX_M", "-mcpu=cortex-m4", "-mthumb"])
-        .args(["-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-O2", "-nostartfiles", "--specs=rdimon.specs", "-T"])
-        .arg(dir.join("runtime/mcu/cortex_m4_256k.ld"))
-        .arg("-I")
-        .arg(dir.join("runtime/include"))
-        .arg("-I")
-        .arg(&dir)
-        .arg(dir.join("runtime/mcu/startup_cortex_m4.c"))
-        .args(common::sources(&dir))
-        .arg("-o")
-        .arg(&elf)
-        .args(["-lc", "-lrdimon"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "cross-compiling or linking failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    let [text, data, bss] = sizes(&elf);
-    eprintln!("face_m4 on Cortex-M4: text {text} B, data {data} B, bss {bss} B (arena {} B)", p.arena_bytes);
-    assert!(text + data <= 200 * 1024, "flash {} B over 200 KB", text + data);
+    let (dir, plans) = common::export_c("mcu", &q);
+    let (frame_arena, rows_arena) = (plans.frame.arena_bytes, plans.rows.arena_bytes);
+    eprintln!("face_m4 320x240: arena {frame_arena} B with model_run(), {rows_arena} B with model_run_rows()");
 
     // Two real photos, as the exporter quantizes them.
     let qp = q.params[q.input];
     let inputs: Vec<Vec<i8>> = images[..2].iter().map(|x| x.iter().map(|v| qp.quantize(*v)).collect()).collect();
-    let bytes: Vec<u8> = inputs.iter().flatten().map(|v| *v as u8).collect();
-    std::fs::write(dir.join("input.bin"), bytes).unwrap();
-    let run = Command::new("qemu-system-arm")
-        .args([
-            "-M",
-            "mps2-an386",
-            "-nographic",
-            "-icount",
-            "shift=0",
-            "-semihosting-config",
-            "enable=on,target=native",
-            "-kernel",
-        ])
-        .arg(&elf)
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    let console = String::from_utf8_lossy(&run.stdout);
-    eprintln!("{console}");
-    assert!(run.status.success(), "qemu exit {:?}:\n{console}\n{}", run.status, String::from_utf8_lossy(&run.stderr));
-    let instructions: Vec<u64> =
-        console.lines().filter_map(|l| l.split(": ").nth(1)?.strip_suffix(" instructions")?.parse().ok()).collect();
-    assert_eq!(instructions.len(), 2, "one instruction count per image");
-    assert!(
-        instructions.iter().all(|&n| n > 100_000_000),
-        "the model's ~100 M MACs take more instructions than {instructions:?}"
-    );
-    let device_out = std::fs::read(dir.join("output.bin")).unwrap();
     let expected = common::simulated(&q, &inputs);
-    assert_eq!(device_out.len(), expected.len(), "output size");
-    assert!(device_out == expected, "Cortex-M4 outputs differ from the simulator's");
-    assert!(device_out == common::run_c("mcu-host", &q, &inputs), "Cortex-M4 outputs differ from the host C's");
+    let macs: u64 = q.layers.iter().map(|l| l.macs).sum();
+    let mut runs = Vec::new();
+    for (rows, plain) in [(false, false), (true, false), (false, true)] {
+        let build = Build { target: Target::CortexM4, rows, plain };
+        let run = mcu::run(&dir, build, &inputs).unwrap_or_else(|e| panic!("{e}"));
+        let [text, data, bss] = run.sizes.unwrap();
+        let per_mac: Vec<String> = run.instructions.iter().map(|&n| format!("{:.2}", n as f64 / macs as f64)).collect();
+        eprintln!(
+            "{build:?}: text {text} B, data {data} B, bss {bss} B, arena {} B, instructions {:?} ({} per MAC, {macs} MACs)",
+            run.arena_bytes,
+            run.instructions,
+            per_mac.join(", ")
+        );
+        assert_eq!(run.instructions.len(), 2, "one instruction count per image");
+        assert!(
+            run.instructions.iter().all(|&n| n > macs),
+            "{macs} MACs take more instructions than {:?}",
+            run.instructions
+        );
+        assert!(run.outputs == expected, "{build:?}: Cortex-M4 outputs differ from the simulator's");
+        let arena = if rows { rows_arena } else { frame_arena.max(rows_arena) };
+        assert_eq!(run.arena_bytes, arena, "{build:?}: the program's arena is not the planner's");
+        runs.push(run);
+    }
+    assert!(runs[0].outputs == common::run_c("mcu-host", &q, &inputs), "Cortex-M4 outputs differ from the host C's");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -2,11 +2,11 @@
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use burn::prelude::*;
 use export::graph::OutputKind;
+use export::mcu::{self, Build, Target};
 use export::{Graph, QGraph, codegen, int8_sim, plan};
 use models::{FaceArch, MobileNetV2Config};
 use rnnpool_core::StateDict;
@@ -99,54 +99,30 @@ pub fn work_dir(name: &str) -> PathBuf {
     dir
 }
 
-pub fn sources(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("runtime/src")).unwrap().map(|e| e.unwrap().path()).collect();
-    v.sort();
-    v.push(dir.join("runtime/examples/run_model.c"));
-    v.push(dir.join("model_weights.c"));
-    v
+/// Exports `q` (both entry points planned) into a fresh work folder.
+pub fn export_c(name: &str, q: &QGraph) -> (PathBuf, plan::Plans) {
+    let dir = work_dir(name);
+    let plans = plan::Plans::new(q);
+    codegen::generate(q, &plans).unwrap().write(&dir).unwrap();
+    (dir, plans)
 }
 
-/// Exports `q`, builds it with gcc and the sanitizers, runs it on `inputs`; returns the outputs
-/// of each input, concatenated.
+/// Exports `q`, builds it with gcc and the sanitizers, runs it on `inputs` with `model_run()`
+/// and the DSP kernels (on their C model), with `model_run_rows()`, and with the plain
+/// kernels; asserts the three agree and each reports its planned arena; returns the outputs of
+/// each input, concatenated.
 pub fn run_c(name: &str, q: &QGraph, inputs: &[Vec<i8>]) -> Vec<u8> {
-    let dir = work_dir(name);
-    let p = plan::plan(q);
-    codegen::generate(q, &p).unwrap().write(&dir).unwrap();
-    let exe = dir.join("run_model");
-    let status = Command::new("gcc")
-        .args([
-            "-std=c99",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-O1",
-            "-g",
-            "-fsanitize=address,undefined",
-            "-fno-sanitize-recover=all",
-        ])
-        .arg("-I")
-        .arg(dir.join("runtime/include"))
-        .arg("-I")
-        .arg(&dir)
-        .args(sources(&dir))
-        .arg("-o")
-        .arg(&exe)
-        .status()
-        .expect("gcc");
-    assert!(status.success(), "{name}: gcc failed");
-    let bytes: Vec<u8> = inputs.iter().flatten().map(|v| *v as u8).collect();
-    std::fs::write(dir.join("input.bin"), bytes).unwrap();
-    let out = Command::new(&exe).current_dir(&dir).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{name}: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let result = std::fs::read(dir.join("output.bin")).unwrap();
+    let (dir, plans) = export_c(name, q);
+    let build = |rows, plain| Build { target: Target::Host, rows, plain };
+    let frame = mcu::run(&dir, build(false, false), inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let rows = mcu::run(&dir, build(true, false), inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let plain = mcu::run(&dir, build(false, true), inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert!(frame.outputs == rows.outputs, "{name}: model_run_rows() differs from model_run()");
+    assert!(frame.outputs == plain.outputs, "{name}: the DSP kernels differ from the plain ones");
+    assert_eq!(frame.arena_bytes, plans.frame.arena_bytes.max(plans.rows.arena_bytes), "{name}: arena");
+    assert_eq!(rows.arena_bytes, plans.rows.arena_bytes, "{name}: rows-only arena");
     let _ = std::fs::remove_dir_all(&dir);
-    result
+    frame.outputs
 }
 
 pub fn simulated(q: &QGraph, inputs: &[Vec<i8>]) -> Vec<u8> {
