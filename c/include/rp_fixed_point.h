@@ -23,20 +23,17 @@ static inline int64_t rp_rshift_round64(int64_t x, int32_t e) {
 }
 
 /* gemmlowp's SaturatingRoundingDoublingHighMul and RoundingDivideByPOT: TFLite's
-   MultiplyByQuantizedMultiplier, with a saturating left shift. */
+   MultiplyByQuantizedMultiplier, with a saturating left shift; shift in [-31, 30]. gemmlowp's
+   nudge (2^30, or 1 - 2^30 for a negative product) followed by its truncating division by
+   2^31 is, for every product, the floor of (a * mult + 2^30) / 2^31: one multiply-accumulate
+   and a shift, as CMSIS-NN computes it. */
 static inline int32_t rp_requantize(int32_t x, int32_t mult, int32_t shift) {
-  int32_t left = shift > 0 ? shift : 0;
-  int32_t right = shift > 0 ? 0 : -shift;
-  int32_t a = rp_sat32((int64_t)x * ((int64_t)1 << left));
-  int32_t hi;
-  if (a == INT32_MIN && mult == INT32_MIN) {
-    hi = INT32_MAX;
-  } else {
-    int64_t ab = (int64_t)a * mult;
-    int64_t nudge = ab >= 0 ? ((int64_t)1 << 30) : 1 - ((int64_t)1 << 30);
-    hi = (int32_t)((ab + nudge) / ((int64_t)1 << 31));
-  }
-  int32_t mask = (int32_t)(((int64_t)1 << right) - 1);
+  int32_t a = shift > 0 ? rp_sat32((int64_t)x * ((int64_t)1 << shift)) : x;
+  int32_t hi =
+      (a == INT32_MIN && mult == INT32_MIN) ? INT32_MAX : (int32_t)(((int64_t)a * mult + ((int64_t)1 << 30)) >> 31);
+  if (shift >= 0) return hi;
+  int32_t right = -shift;
+  int32_t mask = (int32_t)((1u << right) - 1u);
   int32_t remainder = hi & mask;
   int32_t threshold = (mask >> 1) + (hi < 0 ? 1 : 0);
   return (hi >> right) + (remainder > threshold ? 1 : 0);

@@ -10,6 +10,8 @@
 /* The largest kernel and RNNPool patch side the kernels take (the exporter checks). */
 #define RP_MAX_KERNEL 16
 #define RP_MAX_PATCH 32
+/* FastGRNN biases (Q12) stay below this in magnitude (the exporter checks). */
+#define RP_FASTGRNN_BIAS_LIMIT (1 << 29)
 
 /* A convolution with BatchNorm folded in; ReLU6 is the clamp to [act_min, act_max]. */
 typedef struct {
@@ -122,15 +124,21 @@ void rp_pointwise_conv_s16_s8(const rp_pointwise_s16_params *p, const int16_t *i
 int8_t rp_add_s8(const rp_add_s8_params *p, int8_t a, int8_t b);
 /* scratch: kernel * in_w * expanded bytes (with expansion) + out_w * expanded bytes. */
 void rp_inverted_residual_s8(const rp_inverted_residual_s8_params *p, const int8_t *in, int8_t *out, int8_t *scratch);
-/* One FastGRNN step; x8 (int8 with in_offset) or x16 (Q12) is the input, h the Q12 state,
-   next a hidden-sized temporary. */
-void rp_fastgrnn_step_q12(const rp_fastgrnn_q12_params *c, const int8_t *x8, int32_t in_offset, const int16_t *x16,
-                          int16_t *h, int16_t *next, const int16_t *sigmoid_table, const int16_t *tanh_table);
-/* scratch (int16): patch * h1 + 5 * h2 + max(h1, h2). */
+/* RNN1's input projection of one int8 pixel (with in_offset) in Q12, for every hidden unit. */
+void rp_fastgrnn_input_s8_q12(const rp_fastgrnn_q12_params *c, const int8_t *x8, int32_t in_offset, int32_t *wx);
+/* One FastGRNN step; the input is a projection from rp_fastgrnn_input_s8_q12 (wx) or a Q12
+   vector (x16), h the Q12 state, work a hidden-sized temporary. */
+void rp_fastgrnn_step_q12(const rp_fastgrnn_q12_params *c, const int32_t *wx, const int16_t *x16, int16_t *h,
+                          int32_t *work, const int16_t *sigmoid_table, const int16_t *tanh_table);
+/* scratch (int16, 4-byte aligned): see rp_rnnpool_s8.c; the exporter computes its size. */
 void rp_rnnpool_s8(const rp_rnnpool_s8_params *p, const int8_t *in, int8_t *out, int16_t *scratch);
-/* The 4 h2 Q12 outputs of the patch whose rows start at rows[0..patch) and whose left column is x0. */
-void rp_rnnpool_patch_q12(const rp_rnnpool_s8_params *p, const int8_t *const *rows, int32_t x0, int16_t *result,
+/* The 4 h2 Q12 outputs (at rp_rnnpool_result_q12) of patch (px, py), whose rows start at
+   rows[0..patch); patches in raster order: summaries shared with the patches above and to the
+   left are taken from the scratch. */
+void rp_rnnpool_patch_q12(const rp_rnnpool_s8_params *p, const int8_t *const *rows, int32_t px, int32_t py,
                           int16_t *scratch);
+/* Where rp_rnnpool_patch_q12 leaves its 4 h2 results in `scratch`. */
+int16_t *rp_rnnpool_result_q12(const rp_rnnpool_s8_params *p, int16_t *scratch);
 /* The RNNPool's int8 output value for a Q12 result. */
 int8_t rp_rnnpool_output_s8(const rp_rnnpool_s8_params *p, int16_t q12);
 /* The RNNPool reads stage `last_stage` of `stages`. scratch: kernel rows of the RNNPool map

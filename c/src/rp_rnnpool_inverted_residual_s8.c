@@ -26,7 +26,7 @@ void rp_rnnpool_inverted_residual_s8(const rp_rnnpool_inverted_residual_s8_param
   int8_t *dw_row = ring + k * w * ce;                   /* out_w * ce */
   int32_t used = 2 * k * w * c + k * w * ce + dw->out_w * ce;
   int16_t *cell = (int16_t *)(void *)(scratch + ((used + 3) / 4) * 4);
-  int16_t *result = cell + pool->patch * pool->rnn1->hidden + pool->rnn2->hidden;
+  int16_t *result = rp_rnnpool_result_q12(pool, cell);
   const int8_t *rows[RP_MAX_KERNEL], *patch_rows[RP_MAX_PATCH];
   int32_t computed = 0; /* RNNPool rows computed and expanded so far */
   for (int32_t oy = 0; oy < dw->out_h; oy++) {
@@ -45,7 +45,7 @@ void rp_rnnpool_inverted_residual_s8(const rp_rnnpool_inverted_residual_s8_param
           for (int32_t y = 0; y < pool->patch; y++)
             patch_rows[y] = rp_stage_row_s8(stages, last_stage, computed * pool->stride + y);
           for (int32_t px = 0; px < real_w; px++) {
-            rp_rnnpool_patch_q12(pool, patch_rows, px * pool->stride, result, cell);
+            rp_rnnpool_patch_q12(pool, patch_rows, px, computed, cell);
             memcpy(row + px * c, result, sizeof(int16_t) * (size_t)c);
           }
           if (pool->replicate) memcpy(row + real_w * c, row + (real_w - 1) * c, sizeof(int16_t) * (size_t)c);

@@ -92,9 +92,15 @@ fn block_scratch(b: &QInvertedResidual, in_w: usize, out_w: usize) -> usize {
     ring + out_w * ce
 }
 
-/// int16: the row/column summaries, RNN2's state, the 4 h2 results and a cell's next state.
-pub fn rnnpool_scratch(p: &QRnnPool) -> usize {
-    2 * (p.patch * p.rnn1.hidden + p.rnn2.hidden + 4 * p.rnn2.hidden + p.rnn1.hidden.max(p.rnn2.hidden))
+/// The RNNPool kernel's scratch (`c/src/rp_rnnpool_s8.c`): int32, RNN1's input projection of
+/// a patch's pixels and a cell's temporary; then int16: the row summaries kept for the next
+/// row of patches (patches across `in_w`), the column summaries kept for the next patch, a
+/// patch's summaries, RNN2's state and the 4 h2 results.
+pub fn rnnpool_scratch(p: &QRnnPool, in_w: usize) -> usize {
+    let (h1, h2, r) = (p.rnn1.hidden, p.rnn2.hidden, p.patch);
+    let overlap = r.saturating_sub(p.stride);
+    let across = (in_w - r) / p.stride + 1;
+    4 * (r * r * h1 + h1.max(h2)) + 2 * ((across + 1) * overlap * h1 + r * h1 + h2 + 4 * h2)
 }
 
 /// The rows one stage of a streamed layer keeps (`c/src/rp_row_stage_s8.c`); `depth` 0: the
@@ -173,12 +179,13 @@ pub fn scratch_bytes(q: &QGraph, layer: usize, entry: Entry) -> usize {
     let [_, ow, _] = q.tensors[l.output];
     let own = match &l.op {
         QOp::InvertedResidual(b) => block_scratch(b, w, ow),
-        QOp::RnnPool(p) => rnnpool_scratch(p),
+        QOp::RnnPool(p) => rnnpool_scratch(p, w),
         QOp::RnnPoolInvertedResidual { pool, block, .. } => {
             let shapes = stage_shapes(q, layer);
             let [_, pw, pc] = pool.out_shape(shapes[shapes.len() - 1]);
             let (k, ce) = (block.depthwise.kernel, block.depthwise.cout);
-            align(2 * k * pw * pc + k * pw * ce + ow * ce) + rnnpool_scratch(pool)
+            let pool_in_w = shapes[shapes.len() - 1][1];
+            align(2 * k * pw * pc + k * pw * ce + ow * ce) + rnnpool_scratch(pool, pool_in_w)
         }
         _ => 0,
     };

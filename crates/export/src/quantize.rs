@@ -486,6 +486,9 @@ fn q16(v: &[f32], exp: i32) -> Vec<i16> {
     v.iter().map(|x| (*x as f64 * 2f64.powi(exp)).round().clamp(-32767.0, 32767.0) as i16).collect()
 }
 
+/// `RP_FASTGRNN_BIAS_LIMIT` in `rp_nn.h`: FastGRNN biases in Q12 stay below it.
+const BIAS_LIMIT: f64 = (1u64 << 29) as f64;
+
 fn quantize_cell(name: &str, c: &CellWeights, int8_input: Option<QParams>) -> Result<QCell, ExportError> {
     let w_exp = pow2_exp(name, &c.w)?;
     let w = q16(&c.w, w_exp);
@@ -503,6 +506,11 @@ fn quantize_cell(name: &str, c: &CellWeights, int8_input: Option<QParams>) -> Re
         (x_mult, x_shift) = quantize_multiplier(real);
     }
     let u_exp = pow2_exp(name, &c.u)?;
+    // The C clamps pre-activations to +-2^30 before adding the biases (rp_fastgrnn_q12.c).
+    if let Some(b) = c.bias_gate.iter().chain(&c.bias_update).find(|b| b.abs() as f64 * Q12_ONE as f64 >= BIAS_LIMIT) {
+        let why = format!("a FastGRNN bias of {b} is beyond the C runtime's +-{}", BIAS_LIMIT / Q12_ONE as f64);
+        return Err(ExportError::Quantization { layer: name.into(), why });
+    }
     let q12 = |v: &[f32]| v.iter().map(|x| (*x as f64 * Q12_ONE as f64).round() as i32).collect();
     let q15 = |x: f32| (x as f64 * 32768.0).round() as i32;
     Ok(QCell {
