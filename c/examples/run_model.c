@@ -8,6 +8,21 @@
 
 #include "model.h"
 
+/* Prints a, the decimal n, then b: no printf, whose formatting code would take more flash
+   than some models. */
+static void say(const char *a, uint64_t n, const char *b) {
+  char digits[21];
+  int i = 20;
+  digits[i] = 0;
+  do {
+    digits[--i] = (char)('0' + n % 10u);
+    n /= 10u;
+  } while (n != 0 && i > 0);
+  fputs(a, stdout);
+  fputs(digits + i, stdout);
+  fputs(b, stdout);
+}
+
 #ifndef RP_INPUT_FILE
 #define RP_INPUT_FILE "input.bin"
 #endif
@@ -30,7 +45,7 @@ static uint64_t ticks(void) {
   return (uint64_t)wraps * 0x1000000u + (0xFFFFFFu - value);
 }
 
-static void report(uint64_t spent) { printf("instructions: %llu\n", (unsigned long long)(spent * 40u)); }
+static void report(uint64_t spent) { say("instructions: ", spent * 40u, "\n"); }
 #else
 static uint64_t ticks(void) { return 0; }
 static void report(uint64_t spent) { (void)spent; }
@@ -75,12 +90,12 @@ static int run_image(FILE *in) {
 int main(void) {
   FILE *in = fopen(RP_INPUT_FILE, "rb");
   if (in == NULL) {
-    printf("cannot open %s\n", RP_INPUT_FILE);
+    fputs("cannot open " RP_INPUT_FILE "\n", stdout);
     return 2;
   }
   FILE *out = fopen(RP_OUTPUT_FILE, "wb");
   if (out == NULL) {
-    printf("cannot create %s\n", RP_OUTPUT_FILE);
+    fputs("cannot create " RP_OUTPUT_FILE "\n", stdout);
     fclose(in);
     return 3;
   }
@@ -94,7 +109,7 @@ int main(void) {
     if (!run_image(in)) break;
     for (int32_t i = 0; i < MODEL_NUM_OUTPUTS; i++) {
       if (fwrite(model_output(i), 1, model_output_bytes[i], out) != model_output_bytes[i]) {
-        printf("cannot write %s\n", RP_OUTPUT_FILE);
+        fputs("cannot write " RP_OUTPUT_FILE "\n", stdout);
         return 4;
       }
     }
@@ -102,6 +117,7 @@ int main(void) {
   }
   fclose(in);
   fclose(out);
-  printf("ran %d images, arena %d bytes\n", images, MODEL_ARENA_BYTES);
+  say("ran ", (uint64_t)images, " images, ");
+  say("arena ", MODEL_ARENA_BYTES, " bytes\n");
   return images > 0 ? 0 : 5;
 }

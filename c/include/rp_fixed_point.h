@@ -17,9 +17,14 @@ static inline int8_t rp_clamp8(int32_t x, int32_t lo, int32_t hi) {
   return (int8_t)(x < lo ? lo : (x > hi ? hi : x));
 }
 
-/* x / 2^e rounded half up, e >= 0. */
+/* x / 2^e rounded half up, e >= 0; the common 0 < e < 32 worked on 32-bit halves. */
 static inline int64_t rp_rshift_round64(int64_t x, int32_t e) {
-  return e <= 0 ? x : (x + ((int64_t)1 << (e - 1))) >> e;
+  if (e <= 0) return x;
+  if (e >= 32) return (x + ((int64_t)1 << (e - 1))) >> e;
+  x += (int32_t)(1u << (e - 1));
+  uint32_t lo = (uint32_t)x;
+  int32_t hi = (int32_t)(x >> 32);
+  return (int64_t)((uint64_t)(uint32_t)(hi >> e) << 32 | ((lo >> e) | ((uint32_t)hi << (32 - e))));
 }
 
 /* gemmlowp's SaturatingRoundingDoublingHighMul and RoundingDivideByPOT: TFLite's

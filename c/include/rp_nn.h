@@ -18,7 +18,7 @@ typedef struct {
   uint16_t in_h, in_w, in_c, out_h, out_w, out_c;
   uint8_t kernel, stride, pad;
   int32_t in_offset, out_offset, act_min, act_max;
-  const int8_t *weight;  /* [out_c][k][k][in_c], or [c][k][k] when depthwise */
+  const int8_t *weight;  /* [out_c][k][k][in_c], or [k][k][c] when depthwise */
   const int32_t *bias, *mult, *shift;
 } rp_conv_s8_params;
 
@@ -70,7 +70,8 @@ typedef struct {
 } rp_rnnpool_inverted_residual_s8_params;
 
 typedef struct {
-  uint16_t pixels, channels;
+  int32_t pixels;
+  uint16_t channels;
   int32_t in_offset, out_offset;
   const int32_t *gain; /* gamma_c / out_scale in Q16 */
 } rp_l2norm_s8_params;
@@ -88,7 +89,8 @@ typedef struct {
 
 /* Per pixel, the first map's channels then the second's, both rescaled to the output's scale. */
 typedef struct {
-  uint16_t pixels, channels1, channels2;
+  int32_t pixels;
+  uint16_t channels1, channels2;
   rp_rescale_s8 first, second;
   int32_t out_offset;
 } rp_concat_s8_params;

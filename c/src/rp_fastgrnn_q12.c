@@ -31,16 +31,6 @@ static inline void dot2_s16(const int16_t *x, const int16_t *a, const int16_t *b
   *sb = acc_b;
 }
 
-/* x / 2^e rounded half up, as rp_rshift_round64, with the exporter's 0 <= e <= 30 worked on
-   32-bit halves */
-static inline int64_t rshift_round(int64_t x, int32_t e) {
-  if (e <= 0 || e >= 32) return rp_rshift_round64(x, e);
-  x += (int32_t)(1u << (e - 1));
-  uint32_t lo = (uint32_t)x;
-  int32_t hi = (int32_t)(x >> 32);
-  return (int64_t)((uint64_t)(uint32_t)(hi >> e) << 32 | ((lo >> e) | ((uint32_t)hi << (32 - e))));
-}
-
 /* The tables clamp to +-8 (Q12 +-32768) and |bias| < RP_FASTGRNN_BIAS_LIMIT (the exporter
    checks), so clamping pre to +-2^30 before the biases are added changes no lookup and keeps
    the rest 32-bit. */
@@ -77,12 +67,12 @@ void rp_fastgrnn_step_q12(const rp_fastgrnn_q12_params *c, const int32_t *wx, co
       in1 = wx[k];
     } else {
       dot2_s16(x16, c->w + j * m, c->w + k * m, m, &in0, &in1);
-      in0 = rshift_round(in0, w_exp);
-      in1 = rshift_round(in1, w_exp);
+      in0 = rp_rshift_round64(in0, w_exp);
+      in1 = rp_rshift_round64(in1, w_exp);
     }
     dot2_s16(h, c->u + j * n, c->u + k * n, n, &uh0, &uh1);
-    pre[j] = clamp_pre(in0 + rshift_round(uh0, u_exp));
-    pre[k] = clamp_pre(in1 + rshift_round(uh1, u_exp));
+    pre[j] = clamp_pre(in0 + rp_rshift_round64(uh0, u_exp));
+    pre[k] = clamp_pre(in1 + rp_rshift_round64(uh1, u_exp));
   }
   const int32_t zeta = c->zeta, nu = c->nu;
   const int32_t *bias_gate = c->bias_gate, *bias_update = c->bias_update;

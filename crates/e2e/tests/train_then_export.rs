@@ -40,6 +40,7 @@ fn int8_classifier_agrees_with_float_on_fashion_mnist() {
         input_size: None,
         compare: true,
         compare_limit: 1000,
+        qemu: false,
     };
     let exported = export(&opts, &mut |_, _| {}).unwrap();
     let Some(Comparison::Classes(c)) = exported.comparison else { panic!("no classifier comparison") };

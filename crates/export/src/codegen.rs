@@ -34,6 +34,8 @@ pub const RUNTIME: &[(&str, &str)] = &[
     ("examples/run_model.c", include_str!("../../../c/examples/run_model.c")),
     ("mcu/startup_cortex_m4.c", include_str!("../../../c/mcu/startup_cortex_m4.c")),
     ("mcu/cortex_m4_256k.ld", include_str!("../../../c/mcu/cortex_m4_256k.ld")),
+    ("mcu/mps2_an386_4m.ld", include_str!("../../../c/mcu/mps2_an386_4m.ld")),
+    ("mcu/cortex_m4_sections.ld", include_str!("../../../c/mcu/cortex_m4_sections.ld")),
     ("Makefile", include_str!("../../../c/Makefile")),
 ];
 
@@ -86,7 +88,14 @@ fn output_stage(out: &mut String, id: &str, s: &OutputStage) {
 }
 
 fn conv(out: &mut String, id: &str, c: &QConv, is: [usize; 3], os: [usize; 3]) {
-    array(out, "int8_t", &format!("{id}_w"), &c.weight);
+    if c.depthwise {
+        // The C reads depthwise weights as [k][k][c], four channels of a tap at a time.
+        let taps = c.kernel * c.kernel;
+        let hwc: Vec<i8> = (0..taps * c.cout).map(|i| c.weight[(i % c.cout) * taps + i / c.cout]).collect();
+        array(out, "int8_t", &format!("{id}_w"), &hwc);
+    } else {
+        array(out, "int8_t", &format!("{id}_w"), &c.weight);
+    }
     output_stage(out, id, &c.out);
     let (w, b, m, s) = (format!("{id}_w"), format!("{id}_b"), format!("{id}_m"), format!("{id}_s"));
     def(

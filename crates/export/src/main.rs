@@ -47,6 +47,11 @@ struct Args {
     /// At most this many images in the comparison.
     #[arg(long, default_value_t = 1000)]
     compare_limit: usize,
+    /// Also build the C for a Cortex-M4, run it on QEMU's mps2-an386 on the example input and
+    /// record instructions per image and flash in report.json (needs gcc-arm-none-eabi,
+    /// libnewlib-arm-none-eabi and qemu-system-arm).
+    #[arg(long)]
+    qemu: bool,
 }
 
 fn parse_size(s: &str) -> Result<[usize; 2]> {
@@ -81,6 +86,7 @@ fn main() -> Result<()> {
         input_size: args.input_size.as_deref().map(parse_size).transpose()?,
         compare: !args.no_compare,
         compare_limit: args.compare_limit,
+        qemu: args.qemu,
     };
     let pb = progress_bar();
     let exported = export(&opts, &mut |done, total| {

@@ -13,8 +13,11 @@ use crate::error::ExportError;
 pub enum Target {
     /// The host's gcc with the sanitizers.
     Host,
-    /// `arm-none-eabi-gcc -mcpu=cortex-m4`, run on QEMU.
+    /// `arm-none-eabi-gcc -mcpu=cortex-m4`, linked for a part with 256 KB of RAM (the link
+    /// fails when the model does not fit), run on QEMU.
     CortexM4,
+    /// The same, linked for all of QEMU's board (4 MB of RAM), for models too big for a part.
+    Mps2Board,
 }
 
 /// One build of an export.
@@ -72,7 +75,11 @@ fn sources(dir: &Path) -> Result<Vec<PathBuf>, ExportError> {
 pub fn compile(dir: &Path, build: Build) -> Result<PathBuf, ExportError> {
     let name = format!(
         "run_model_{}{}{}",
-        if build.target == Target::Host { "host" } else { "m4" },
+        match build.target {
+            Target::Host => "host",
+            Target::CortexM4 => "m4",
+            Target::Mps2Board => "board",
+        },
         if build.rows { "_rows" } else { "" },
         if build.plain { "_plain" } else { "" }
     );
@@ -83,10 +90,15 @@ pub fn compile(dir: &Path, build: Build) -> Result<PathBuf, ExportError> {
             c.args(["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-DRP_DSP_MODEL"]);
             c
         }
-        Target::CortexM4 => {
+        Target::CortexM4 | Target::Mps2Board => {
+            let script = if build.target == Target::CortexM4 { "cortex_m4_256k.ld" } else { "mps2_an386_4m.ld" };
             let mut c = Command::new("arm-none-eabi-gcc");
             c.args(["-DRP_CORTEX_M", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-O2"]);
-            c.args(["-nostartfiles", "--specs=rdimon.specs", "-T"]).arg(dir.join("runtime/mcu/cortex_m4_256k.ld"));
+            // What the program never calls (the other entry point, kernels of other models)
+            // stays out of flash.
+            c.args(["-ffunction-sections", "-fdata-sections", "-Wl,--gc-sections"]);
+            c.args(["-nostartfiles", "--specs=rdimon.specs", "-L"]).arg(dir.join("runtime/mcu"));
+            c.arg("-T").arg(dir.join("runtime/mcu").join(script));
             c.arg(dir.join("runtime/mcu/startup_cortex_m4.c"));
             c
         }
@@ -99,7 +111,7 @@ pub fn compile(dir: &Path, build: Build) -> Result<PathBuf, ExportError> {
         cmd.arg("-DRP_NO_DSP");
     }
     cmd.args(sources(dir)?).arg("-o").arg(&exe);
-    if build.target == Target::CortexM4 {
+    if build.target != Target::Host {
         cmd.args(["-lc", "-lrdimon"]);
     }
     output("compiling the C", dir, &mut cmd)?;
@@ -127,7 +139,7 @@ pub fn run(dir: &Path, build: Build, inputs: &[Vec<i8>]) -> Result<Run, ExportEr
     std::fs::write(&input, bytes).map_err(ExportError::io(&input))?;
     let out = match build.target {
         Target::Host => output("running the C", dir, &mut Command::new(&exe))?,
-        Target::CortexM4 => {
+        Target::CortexM4 | Target::Mps2Board => {
             let mut qemu = Command::new("qemu-system-arm");
             qemu.args(["-M", "mps2-an386", "-nographic", "-icount", "shift=0"]);
             qemu.args(["-semihosting-config", "enable=on,target=native", "-kernel"]).arg(&exe);
@@ -142,6 +154,6 @@ pub fn run(dir: &Path, build: Build, inputs: &[Vec<i8>]) -> Result<Run, ExportEr
         .ok_or_else(|| failed("running the C", dir, format!("no arena size in {console:?}")))?;
     let path = dir.join("output.bin");
     let outputs = std::fs::read(&path).map_err(ExportError::io(&path))?;
-    let sizes = if build.target == Target::CortexM4 { Some(sizes(dir, &exe)?) } else { None };
+    let sizes = if build.target == Target::Host { None } else { Some(sizes(dir, &exe)?) };
     Ok(Run { outputs, instructions, arena_bytes, sizes })
 }

@@ -14,8 +14,8 @@ use crate::error::ExportError;
 use crate::graph::{Graph, Shape};
 use crate::inputs::{Preprocess, calibration_inputs, fashion_mnist, image_paths, photo_input};
 use crate::quantize::QGraph;
-use crate::report::Report;
-use crate::{codegen, int8_sim, lower, plan, quantize, report};
+use crate::report::{McuFigures, Report};
+use crate::{codegen, int8_sim, lower, mcu, plan, quantize, report};
 
 /// What to export and how.
 #[derive(Clone, Debug)]
@@ -37,6 +37,9 @@ pub struct ExportOptions {
     pub compare: bool,
     /// At most this many images in the comparison.
     pub compare_limit: usize,
+    /// Build the C for a Cortex-M4 and count its instructions on QEMU (needs
+    /// gcc-arm-none-eabi, libnewlib-arm-none-eabi, qemu-system-arm).
+    pub qemu: bool,
 }
 
 /// How faithful the int8 model is.
@@ -90,9 +93,13 @@ pub fn export(opts: &ExportOptions, progress: &mut dyn FnMut(usize, usize)) -> R
     tracing::info!(images = images.len(), "calibrated");
     let quantized = quantize::quantize(&graph, &ranges)?;
     let arena = plan::Plans::new(&quantized);
-    codegen::generate(&quantized, &arena)?.write(&opts.out)?;
-    write_example(&opts.out, &quantized, &images[0])?;
-    let report = report::report(&quantized, &arena);
+    let sources = codegen::generate(&quantized, &arena)?;
+    sources.write(&opts.out)?;
+    let example = write_example(&opts.out, &quantized, &images[0])?;
+    let mut report = report::report(&quantized, &arena);
+    if opts.qemu {
+        report.mcu = Some(measure_on_qemu(&sources, &example, report.macs)?);
+    }
     let comparison = if opts.compare { Some(compare(opts, &cfg, &graph, &quantized, pre)?) } else { None };
     write_report(&opts.out, &report, comparison.as_ref())?;
     tracing::info!(dir = %opts.out.display(), arena = report.arena_bytes, flash = report.weight_flash_bytes, "exported");
@@ -141,13 +148,50 @@ pub fn input_shape(cfg: &Config, size: Option<[usize; 2]>) -> Result<Shape, Expo
     Ok([h, w, channels])
 }
 
-/// The first calibration image quantized, and what the C must output for it, to check a build.
-fn write_example(out: &Path, q: &QGraph, first: &[f32]) -> Result<(), ExportError> {
-    let example: Vec<i8> = first.iter().map(|v| q.params[q.input].quantize(*v)).collect();
-    let outputs = int8_sim::run(q, &example);
+/// The first calibration image quantized, and what the C must output for it, to check a build;
+/// returns the pair.
+fn write_example(out: &Path, q: &QGraph, first: &[f32]) -> Result<Example, ExportError> {
+    let input: Vec<i8> = first.iter().map(|v| q.params[q.input].quantize(*v)).collect();
+    let outputs = int8_sim::run(q, &input);
     let expected: Vec<u8> = q.outputs.iter().flat_map(|(t, _)| outputs[*t].iter().map(|v| *v as u8)).collect();
-    codegen::write_atomic(&out.join("example_input.bin"), &example.iter().map(|v| *v as u8).collect::<Vec<_>>())?;
-    codegen::write_atomic(&out.join("example_output.bin"), &expected)
+    codegen::write_atomic(&out.join("example_input.bin"), &input.iter().map(|v| *v as u8).collect::<Vec<_>>())?;
+    codegen::write_atomic(&out.join("example_output.bin"), &expected)?;
+    Ok(Example { input, expected })
+}
+
+/// A quantized input and the outputs the C must give for it.
+struct Example {
+    input: Vec<i8>,
+    expected: Vec<u8>,
+}
+
+/// Builds `sources` for QEMU's Cortex-M4 board in a temporary folder and runs both entry points
+/// on the example, checking their outputs.
+fn measure_on_qemu(sources: &codegen::Sources, example: &Example, macs: u64) -> Result<McuFigures, ExportError> {
+    let dir = std::env::temp_dir().join(format!("rnnpool-export-qemu-{}", std::process::id()));
+    sources.write(&dir)?;
+    let result = (|| {
+        let inputs = [example.input.clone()];
+        let run = |rows| mcu::run(&dir, mcu::Build { target: mcu::Target::Mps2Board, rows, plain: false }, &inputs);
+        let (frame, rows) = (run(false)?, run(true)?);
+        for r in [&frame, &rows] {
+            if r.outputs != example.expected {
+                let detail = "the Cortex-M4's outputs differ from the simulator's".to_string();
+                return Err(ExportError::Build { what: "running on QEMU".into(), dir: dir.clone(), detail });
+            }
+        }
+        let n = |r: &mcu::Run| r.instructions.first().copied().unwrap_or(0);
+        let [text, data, _] = frame.sizes.unwrap_or_default();
+        tracing::info!(instructions = n(&frame), "measured on QEMU");
+        Ok(McuFigures {
+            instructions_per_image: n(&frame),
+            instructions_per_image_rows: n(&rows),
+            instructions_per_mac: n(&frame) as f64 / macs.max(1) as f64,
+            flash_bytes: text + data,
+        })
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
 }
 
 /// `report.json`: the report with the comparison under `comparison`.

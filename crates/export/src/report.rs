@@ -73,6 +73,22 @@ pub struct Report {
     pub weight_flash_bytes: usize,
     /// Multiply-accumulates per image.
     pub macs: u64,
+    /// Measured on QEMU's Cortex-M4 (`export --qemu`), else `null`.
+    pub mcu: Option<McuFigures>,
+}
+
+/// The exported C run on QEMU's mps2-an386 (a Cortex-M4, `-icount shift=0`) on the example
+/// input, with the DSP kernels.
+#[derive(Clone, Debug, Serialize)]
+pub struct McuFigures {
+    /// Instructions for one image with `model_run()`.
+    pub instructions_per_image: u64,
+    /// The same with `model_run_rows()` (row reads included).
+    pub instructions_per_image_rows: u64,
+    /// `instructions_per_image` / MACs.
+    pub instructions_per_mac: f64,
+    /// Flash of the example program (text + data, unused code left out by the linker).
+    pub flash_bytes: u64,
 }
 
 fn conv_bytes(c: &QConv) -> usize {
@@ -178,6 +194,7 @@ pub fn report(q: &QGraph, plans: &Plans) -> Report {
         rows_buffers: plans.rows.buffers.clone(),
         arena_bytes: plan.arena_bytes,
         arena_rows_bytes: plans.rows.arena_bytes,
+        mcu: None,
     }
 }
 
@@ -215,6 +232,13 @@ impl Report {
             "total: arena (peak RAM) {} B with model_run(), {} B with model_run_rows(); weights in flash {} B, {} MACs",
             self.arena_bytes, self.arena_rows_bytes, self.weight_flash_bytes, self.macs
         );
+        if let Some(m) = &self.mcu {
+            let _ = writeln!(
+                t,
+                "on QEMU's Cortex-M4 (DSP kernels): {} instructions per image ({} with model_run_rows()), {:.2} per MAC; flash {} B",
+                m.instructions_per_image, m.instructions_per_image_rows, m.instructions_per_mac, m.flash_bytes
+            );
+        }
         t
     }
 }

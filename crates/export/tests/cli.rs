@@ -38,10 +38,12 @@ fn writes_c_runtime_and_report_for_face_m4() {
         out.to_str().unwrap(),
         "--compare-limit",
         "2",
+        "--qemu",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("total: arena (peak RAM)"), "{stdout}");
+    assert!(stdout.contains("on QEMU's Cortex-M4"), "{stdout}");
     for f in
         ["model.h", "model_weights.c", "runtime/include/rp_nn.h", "runtime/src/rp_rnnpool_s8.c", "runtime/Makefile"]
     {
@@ -54,8 +56,16 @@ fn writes_c_runtime_and_report_for_face_m4() {
     assert_eq!(report["outputs"].as_array().unwrap().len(), 8);
     assert_eq!(report["comparison"]["images"], 2);
     assert!(report["comparison"]["ap_float"].is_number());
+    let rows = report["arena_rows_bytes"].as_u64().unwrap();
+    assert!(rows < arena, "rows arena {rows} vs frame {arena}");
+    let macs = report["macs"].as_u64().unwrap();
+    let instructions = report["mcu"]["instructions_per_image"].as_u64().unwrap();
+    assert!(instructions > macs, "{instructions} instructions for {macs} MACs");
+    assert!(report["mcu"]["instructions_per_image_rows"].as_u64().unwrap() > macs);
+    assert!(report["mcu"]["flash_bytes"].as_u64().unwrap() > report["weight_flash_bytes"].as_u64().unwrap());
     let header = std::fs::read_to_string(out.join("model.h")).unwrap();
-    assert!(header.contains(&format!("#define MODEL_ARENA_BYTES {arena}")));
+    assert!(header.contains(&format!("#define MODEL_ARENA_FRAME_BYTES {arena}")), "{header}");
+    assert!(header.contains(&format!("#define MODEL_ARENA_ROWS_BYTES {rows}")), "{header}");
     assert!(!out.join("model.h.tmp").exists() && !out.join("runtime/src/rp_conv_s8.c.tmp").exists());
     assert!(stderr(&o).contains("removed a temporary file left by a killed export"), "{}", stderr(&o));
     std::fs::remove_dir_all(&out).ok();
