@@ -208,14 +208,14 @@ impl Report {
         let mut t = String::new();
         let _ = writeln!(
             t,
-            "{:<16} {:<18} {:>12} {:>12} {:>12} {:>8} {:>8} {:>15} {:>8}",
+            "{:<22} {:<26} {:>12} {:>12} {:>12} {:>8} {:>8} {:>15} {:>8}",
             "layer", "op", "input", "output", "MACs", "in@", "out@", "scratch@+bytes", "flash"
         );
         for l in &self.layers {
             let scratch = l.scratch.map_or("-".to_string(), |(o, b)| format!("{o}+{b}"));
             let _ = writeln!(
                 t,
-                "{:<16} {:<18} {:>12} {:>12} {:>12} {:>8} {:>8} {:>15} {:>8}",
+                "{:<22} {:<26} {:>12} {:>12} {:>12} {:>8} {:>8} {:>15} {:>8}",
                 l.name,
                 l.op,
                 shape(l.input),
