@@ -50,7 +50,17 @@ fn failed(what: &str, dir: &Path, detail: String) -> ExportError {
 }
 
 fn output(what: &str, dir: &Path, cmd: &mut Command) -> Result<std::process::Output, ExportError> {
-    let out = cmd.current_dir(dir).output().map_err(|e| failed(what, dir, format!("cannot start it: {e}")))?;
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let what = format!("{what} ({program})");
+    let out = cmd.current_dir(dir).output().map_err(|e| {
+        let hint = if program == "gcc" {
+            ""
+        } else {
+            " (apt install gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm)"
+        };
+        failed(&what, dir, format!("cannot start `{program}`: {e}{hint}"))
+    })?;
+    let what = what.as_str();
     if !out.status.success() {
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         return Err(failed(what, dir, format!("{}:\n{text}", out.status)));
