@@ -98,3 +98,26 @@ fn generated_c_matches_the_simulator_on_the_other_classifiers() {
         check(name, &q, &images);
     }
 }
+
+/// A model whose first layer cannot take rows (an inverted residual): `model_run_rows()` reads
+/// them into the frame first, and gives `model_run()`'s bytes.
+#[test]
+fn rows_into_the_frame_when_the_first_layer_needs_it_whole() {
+    let device = Device::flex();
+    device.seed(4);
+    let net =
+        Net::MobileNetV2(MobileNetV2Config::new().with_num_classes(10).with_width_mult(0.35).init(&device).unwrap());
+    let g = export::lower::lower("mobilenetv2", &net, [32, 32, 3]).unwrap();
+    let images: Vec<Vec<f32>> =
+        (0..2).map(|k| (0..32 * 32 * 3).map(|i| ((i * (k + 5)) % 31) as f32 / 12.0 - 1.2).collect()).collect();
+    let ranges = export::calibrate(&g, images.iter().map(|v| v.as_slice())).unwrap();
+    let mut q = quantize::quantize(&g, &ranges).unwrap();
+    let stem = q.layers.remove(0);
+    q.input = stem.output;
+    assert!(matches!(q.layers[0].op, export::quantize::QOp::InvertedResidual(_)));
+    assert!(!export::plan::streams_input(&q) && export::plan::Plans::new(&q).rows.stores(q.input));
+    let n: usize = q.input_shape().iter().product();
+    let inputs: Vec<Vec<i8>> =
+        (0..3).map(|k| (0..n).map(|i| ((i * 37 + k * 11) % 256) as u8 as i8).collect()).collect();
+    assert!(run_c("first_layer_whole", &q, &inputs) == simulated(&q, &inputs), "C and the simulator differ");
+}
