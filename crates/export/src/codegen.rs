@@ -483,7 +483,7 @@ fn header(q: &QGraph, plans: &Plans) -> String {
     let _ = writeln!(header, "#define MODEL_INPUT_SCALE {:e}f\n#define MODEL_INPUT_ZERO_POINT {}", inq.scale, inq.zero);
     let _ = writeln!(header, "#define MODEL_NUM_OUTPUTS {}", q.outputs.len());
     let _ = writeln!(header, "#define MODEL_OUTPUT_BYTES {output_bytes}\n");
-    header.push_str("#ifndef MODEL_ROWS_ONLY\n/* Where to write the quantized HWC input before model_run(). */\nint8_t *model_input(void);\nvoid model_run(void);\n#endif\n");
+    header.push_str("#ifndef MODEL_ROWS_ONLY\n/* Where to write the quantized HWC input before model_run(), which overwrites it. */\nint8_t *model_input(void);\nvoid model_run(void);\n#endif\n");
     header.push_str("/* Runs the model on rows that read_row(ctx, y, row) writes (MODEL_INPUT_W * MODEL_INPUT_C\n   quantized bytes), asked for once each, y increasing: a camera's rows need no frame buffer. */\n");
     header.push_str("void model_run_rows(void (*read_row)(void *ctx, int32_t y, int8_t *row), void *ctx);\n");
     header.push_str("/* Output i (HWC int8; real = scale * (q - zero point)), valid until the next run. */\n");
