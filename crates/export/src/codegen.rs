@@ -378,7 +378,7 @@ fn layer_call(q: &QGraph, plan: &Plan, i: usize) -> Result<String, ExportError> 
     let scratch_at = plan.scratch_offset(i).ok_or_else(|| no_scratch(&l.name));
     let scratch = || scratch_at.as_ref().map(|o| at(*o)).map_err(|_| no_scratch(&l.name));
     Ok(match &l.op {
-        QOp::Conv(c) if !plan.stores(l.input) => {
+        QOp::Conv(_) if !plan.stores(l.input) => {
             let (s, _) = stages(q, plan, i, &id, scratch_at?);
             format!("{{\n    {s}    rp_convolve_rows_s8(&{id}, s, {outp});\n  }}")
         }

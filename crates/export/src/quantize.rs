@@ -386,7 +386,7 @@ pub const MAX_KERNEL: usize = 16;
 /// See [`MAX_KERNEL`].
 pub const MAX_PATCH: usize = 32;
 
-fn unsupported(layer: &str, what: &str, value: usize, max: usize) -> Result<(), ExportError> {
+fn check_limit(layer: &str, what: &str, value: usize, max: usize) -> Result<(), ExportError> {
     if value > max {
         let why = format!("{what} {value} is larger than the C runtime's {max}");
         return Err(ExportError::Unsupported { layer: layer.into(), why });
@@ -395,7 +395,7 @@ fn unsupported(layer: &str, what: &str, value: usize, max: usize) -> Result<(), 
 }
 
 fn quantize_conv(name: &str, c: &ConvWeights, qin: QParams, qout: QParams) -> Result<QConv, ExportError> {
-    unsupported(name, "kernel", c.kernel, MAX_KERNEL)?;
+    check_limit(name, "kernel", c.kernel, MAX_KERNEL)?;
     let per_out = c.weight.len() / c.cout;
     let mut weight = Vec::with_capacity(c.weight.len());
     let mut acc_scale = Vec::with_capacity(c.cout);
@@ -655,7 +655,7 @@ fn simple_layer(g: &Graph, params: &mut [QParams], i: usize) -> Result<(QOp, u64
     Ok(match &l.op {
         Op::Conv { conv } => (QOp::Conv(quantize_conv(&l.name, conv, qin, qout)?), conv.macs(g.tensors[l.output])),
         Op::RnnPool { patch, stride, rnn1, rnn2, replicate } => {
-            unsupported(&l.name, "patch", *patch, MAX_PATCH)?;
+            check_limit(&l.name, "patch", *patch, MAX_PATCH)?;
             let [oh, ow, _] = g.tensors[l.output];
             let patches = (oh - usize::from(*replicate)) * (ow - usize::from(*replicate));
             let (k, h1, h2, r) = (rnn1.input as u64, rnn1.hidden as u64, rnn2.hidden as u64, *patch as u64);
