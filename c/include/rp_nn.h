@@ -7,6 +7,8 @@
 
 #include <stdint.h>
 
+#include "rp_fixed_point.h"
+
 /* The largest kernel and RNNPool patch side the kernels take (the exporter checks). */
 #define RP_MAX_KERNEL 16
 #define RP_MAX_PATCH 32
@@ -21,6 +23,12 @@ typedef struct {
   const int8_t *weight;  /* [out_c][k][k][in_c], or [k][k][c] when depthwise */
   const int32_t *bias, *mult, *shift;
 } rp_conv_s8_params;
+
+/* A convolution's output stage: output channel o's int32 sum (bias included) requantised,
+   offset and clamped to int8. Inline: it runs once per output value. */
+static inline int8_t rp_conv_output_s8(const rp_conv_s8_params *p, int32_t o, int32_t acc) {
+  return rp_clamp8(rp_requantize(acc, p->mult[o], p->shift[o]) + p->out_offset, p->act_min, p->act_max);
+}
 
 /* TFLite's int8 addition of two maps with their own scales. */
 typedef struct {

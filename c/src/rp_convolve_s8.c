@@ -8,10 +8,6 @@
 #include "rp_fixed_point.h"
 #include "rp_nn.h"
 
-static inline int8_t output(const rp_conv_s8_params *p, int32_t o, int32_t acc) {
-  return rp_clamp8(rp_requantize(acc, p->mult[o], p->shift[o]) + p->out_offset, p->act_min, p->act_max);
-}
-
 /* sum over i < n of (x[i] + off) * w[i], added to acc; four at a time on the DSP extension */
 static inline int32_t dot_s8(const int8_t *x, const int8_t *w, int32_t n, int32_t off, int32_t acc) {
   int32_t i = 0;
@@ -41,7 +37,7 @@ void rp_convolve_row_s8(const rp_conv_s8_params *p, const int8_t *const *rows, i
         if (rows[ky] == NULL) continue;
         acc = dot_s8(rows[ky] + (x0 + kx0) * cin, p->weight + ((o * k + ky) * k + kx0) * cin, run, p->in_offset, acc);
       }
-      out_row[ox * p->out_c + o] = output(p, o, acc);
+      out_row[ox * p->out_c + o] = rp_conv_output_s8(p, o, acc);
     }
   }
 }

@@ -8,10 +8,6 @@
 #include "rp_fixed_point.h"
 #include "rp_nn.h"
 
-static inline int8_t output(const rp_conv_s8_params *p, int32_t o, int32_t acc) {
-  return rp_clamp8(rp_requantize(acc, p->mult[o], p->shift[o]) + p->out_offset, p->act_min, p->act_max);
-}
-
 void rp_depthwise_conv_row_s8(const rp_conv_s8_params *p, const int8_t *const *rows, int8_t *out_row) {
   const int32_t k = p->kernel, c = p->out_c, off = p->in_offset;
   for (int32_t ox = 0; ox < p->out_w; ox++) {
@@ -38,10 +34,10 @@ void rp_depthwise_conv_row_s8(const rp_conv_s8_params *p, const int8_t *const *r
           a3 = rp_smlatt(x13, w13, a3);
         }
       }
-      y[o] = output(p, o, a0);
-      y[o + 1] = output(p, o + 1, a1);
-      y[o + 2] = output(p, o + 2, a2);
-      y[o + 3] = output(p, o + 3, a3);
+      y[o] = rp_conv_output_s8(p, o, a0);
+      y[o + 1] = rp_conv_output_s8(p, o + 1, a1);
+      y[o + 2] = rp_conv_output_s8(p, o + 2, a2);
+      y[o + 3] = rp_conv_output_s8(p, o + 3, a3);
     }
 #endif
     for (; o < c; o++) {
@@ -51,7 +47,7 @@ void rp_depthwise_conv_row_s8(const rp_conv_s8_params *p, const int8_t *const *r
         for (int32_t kx = kx0; kx < kx1; kx++)
           acc += ((int32_t)rows[ky][(x0 + kx) * c + o] + off) * p->weight[(ky * k + kx) * c + o];
       }
-      y[o] = output(p, o, acc);
+      y[o] = rp_conv_output_s8(p, o, acc);
     }
   }
 }

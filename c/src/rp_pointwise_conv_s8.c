@@ -6,10 +6,6 @@
 #include "rp_fixed_point.h"
 #include "rp_nn.h"
 
-static inline int8_t output(const rp_conv_s8_params *p, int32_t o, int32_t acc) {
-  return rp_clamp8(rp_requantize(acc, p->mult[o], p->shift[o]) + p->out_offset, p->act_min, p->act_max);
-}
-
 void rp_pointwise_conv_s8(const rp_conv_s8_params *p, const int8_t *in, int32_t pixels, int8_t *out) {
   const int32_t cin = p->in_c, cout = p->out_c, off = p->in_offset;
   for (int32_t px = 0; px < pixels; px++) {
@@ -34,15 +30,15 @@ void rp_pointwise_conv_s8(const rp_conv_s8_params *p, const int8_t *in, int32_t 
         a0 += v * w0[i];
         a1 += v * w1[i];
       }
-      y[o] = output(p, o, a0);
-      y[o + 1] = output(p, o + 1, a1);
+      y[o] = rp_conv_output_s8(p, o, a0);
+      y[o + 1] = rp_conv_output_s8(p, o + 1, a1);
     }
 #endif
     for (; o < cout; o++) {
       const int8_t *w = p->weight + o * cin;
       int32_t acc = p->bias[o];
       for (int32_t i = 0; i < cin; i++) acc += ((int32_t)x[i] + off) * w[i];
-      y[o] = output(p, o, acc);
+      y[o] = rp_conv_output_s8(p, o, acc);
     }
   }
 }

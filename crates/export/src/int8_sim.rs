@@ -184,9 +184,11 @@ pub fn run(q: &QGraph, input: &[i8]) -> Vec<Vec<i8>> {
             }
             QOp::RnnPool(p) => rnnpool_s8(p, &rnnpool_q12(p, x, shape, q.tensors[l.output], &tables)),
             QOp::RnnPoolInvertedResidual { stem, pool, expand, block } => {
-                let (mut x, mut shape) = (x.clone(), shape);
+                // the input itself, or the last map of the stem before the RNNPool
+                let (mut x, mut shape) = (std::borrow::Cow::Borrowed(x.as_slice()), shape);
                 for c in stem {
-                    (x, shape) = conv_s8(c, &x, shape);
+                    let (y, s) = conv_s8(c, &x, shape);
+                    (x, shape) = (std::borrow::Cow::Owned(y), s);
                 }
                 let ps = pool.out_shape(shape);
                 let q12 = rnnpool_q12(pool, &x, shape, ps, &tables);

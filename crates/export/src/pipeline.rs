@@ -165,33 +165,35 @@ struct Example {
     expected: Vec<u8>,
 }
 
-/// Builds `sources` for QEMU's Cortex-M4 board in a temporary folder and runs both entry points
-/// on the example, checking their outputs.
+/// Builds `sources` for QEMU's Cortex-M4 board in a temporary folder, measures them there
+/// ([`qemu_figures`]) and removes the folder.
 fn measure_on_qemu(sources: &codegen::Sources, example: &Example, macs: u64) -> Result<McuFigures, ExportError> {
     let dir = std::env::temp_dir().join(format!("rnnpool-export-qemu-{}", std::process::id()));
     sources.write(&dir)?;
-    let result = (|| {
-        let inputs = [example.input.clone()];
-        let run = |rows| mcu::run(&dir, mcu::Build { target: mcu::Target::Mps2Board, rows, plain: false }, &inputs);
-        let (frame, rows) = (run(false)?, run(true)?);
-        for r in [&frame, &rows] {
-            if r.outputs != example.expected {
-                let detail = "the Cortex-M4's outputs differ from the simulator's".to_string();
-                return Err(ExportError::Build { what: "running on QEMU".into(), dir: dir.clone(), detail });
-            }
-        }
-        let n = |r: &mcu::Run| r.instructions.first().copied().unwrap_or(0);
-        let [text, data, _] = frame.sizes.unwrap_or_default();
-        tracing::info!(instructions = n(&frame), "measured on QEMU");
-        Ok(McuFigures {
-            instructions_per_image: n(&frame),
-            instructions_per_image_rows: n(&rows),
-            instructions_per_mac: n(&frame) as f64 / macs.max(1) as f64,
-            flash_bytes: text + data,
-        })
-    })();
+    let result = qemu_figures(&dir, example, macs);
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+/// Runs both entry points of the export in `dir` on the example, checks their outputs, and
+/// returns the figures.
+fn qemu_figures(dir: &Path, example: &Example, macs: u64) -> Result<McuFigures, ExportError> {
+    let inputs = [example.input.clone()];
+    let run = |rows| mcu::run(dir, mcu::Build { target: mcu::Target::Mps2Board, rows, plain: false }, &inputs);
+    let (frame, rows) = (run(false)?, run(true)?);
+    if frame.outputs != example.expected || rows.outputs != example.expected {
+        let detail = "the Cortex-M4's outputs differ from the simulator's".to_string();
+        return Err(ExportError::Build { what: "running on QEMU".into(), dir: dir.to_path_buf(), detail });
+    }
+    let n = |r: &mcu::Run| r.instructions.first().copied().unwrap_or(0);
+    let [text, data, _] = frame.sizes.unwrap_or_default();
+    tracing::info!(instructions = n(&frame), "measured on QEMU");
+    Ok(McuFigures {
+        instructions_per_image: n(&frame),
+        instructions_per_image_rows: n(&rows),
+        instructions_per_mac: n(&frame) as f64 / macs.max(1) as f64,
+        flash_bytes: text + data,
+    })
 }
 
 /// `report.json`: the report with the comparison under `comparison`.

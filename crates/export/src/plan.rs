@@ -5,7 +5,7 @@
 //! proves, output row by output row, that no byte still to be read is overwritten.
 
 use crate::graph::{Shape, TensorId};
-use crate::quantize::{QGraph, QInvertedResidual, QOp, QRnnPool};
+use crate::quantize::{QConv, QGraph, QInvertedResidual, QLayer, QOp, QRnnPool};
 
 /// How the model's input reaches it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -99,7 +99,7 @@ fn block_scratch(b: &QInvertedResidual, in_w: usize, out_w: usize) -> usize {
 pub fn rnnpool_scratch(p: &QRnnPool, in_w: usize) -> usize {
     let (h1, h2, r) = (p.rnn1.hidden, p.rnn2.hidden, p.patch);
     let overlap = r.saturating_sub(p.stride);
-    let across = (in_w - r) / p.stride + 1;
+    let across = p.out_shape([r, in_w, 0])[1] - usize::from(p.replicate);
     4 * (r * r * h1 + h1.max(h2)) + 2 * ((across + 1) * overlap * h1 + r * h1 + h2 + 4 * h2)
 }
 
@@ -125,10 +125,14 @@ pub fn streams_input(q: &QGraph) -> bool {
     streamable && first.input == q.input && readers(q, q.input) == 1
 }
 
+/// Whether layer `l` reads tensor `id` (as its input, or as a concatenation's second input).
+fn reads(l: &QLayer, id: TensorId) -> bool {
+    l.input == id || matches!(l.op, QOp::Concat { other, .. } if other == id)
+}
+
+/// Layers and model outputs that read tensor `id`.
 fn readers(q: &QGraph, id: TensorId) -> usize {
-    let reads =
-        |l: &&crate::quantize::QLayer| l.input == id || matches!(l.op, QOp::Concat { other, .. } if other == id);
-    q.layers.iter().filter(reads).count() + q.outputs.iter().filter(|(t, _)| *t == id).count()
+    q.layers.iter().filter(|l| reads(l, id)).count() + q.outputs.iter().filter(|(t, _)| *t == id).count()
 }
 
 /// The shapes of a streamed layer's stages: its input, then each stem convolution's output.
@@ -206,7 +210,7 @@ pub fn input_rows_live_after(q: &QGraph, layer: usize) -> Option<Vec<usize>> {
     let last = stem.len();
     // next[s]: the next row stage s computes (stage 0, the input, is read, never computed)
     let mut next = vec![0usize; last + 1];
-    fn pull(stem: &[crate::quantize::QConv], shapes: &[Shape], next: &mut [usize], s: usize, y: usize) {
+    fn pull(stem: &[QConv], shapes: &[Shape], next: &mut [usize], s: usize, y: usize) {
         while s > 0 && next[s] <= y {
             let c = &stem[s - 1];
             for ky in 0..c.kernel {
@@ -227,8 +231,9 @@ pub fn input_rows_live_after(q: &QGraph, layer: usize) -> Option<Vec<usize>> {
         for ky in 0..dw.kernel {
             let Some(iy) = (oy * dw.stride + ky).checked_sub(dw.pad).filter(|&iy| iy < ps[0]) else { continue };
             while computed <= iy {
-                for y in 0..pool.patch {
-                    if computed < real_h {
+                // the replicated last row copies the one before: it reads nothing
+                if computed < real_h {
+                    for y in 0..pool.patch {
                         pull(stem, &shapes, &mut next, last, computed * pool.stride + y);
                     }
                 }
@@ -278,9 +283,7 @@ fn tensor_buffers(q: &QGraph, entry: Entry) -> Vec<Buffer> {
             continue;
         }
         let first = producer.map_or(-1, |i| i as isize);
-        let reads =
-            |l: &crate::quantize::QLayer| l.input == id || matches!(l.op, QOp::Concat { other, .. } if other == id);
-        let mut last = q.layers.iter().rposition(reads).map_or(first, |i| i as isize);
+        let mut last = q.layers.iter().rposition(|l| reads(l, id)).map_or(first, |i| i as isize);
         if q.outputs.iter().any(|(o, _)| *o == id) {
             last = n;
         }
