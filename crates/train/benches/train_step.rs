@@ -29,6 +29,7 @@ use zoo::s3fd::inference::priors_host;
 
 type Error = Box<dyn std::error::Error>;
 
+/// As the train binary's (see [`train::alloc`]).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -241,6 +242,7 @@ fn parse() -> Result<Args, Error> {
 }
 
 fn main() -> Result<(), Error> {
+    train::alloc::keep_freed_memory();
     let args = parse()?;
     let device = args.backend.device()?.autodiff();
     nn_ops::profile::enable(args.profile);

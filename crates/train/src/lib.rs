@@ -9,6 +9,7 @@
 
 #![warn(missing_docs)]
 
+pub mod alloc;
 pub mod class_task;
 pub mod dashboard;
 pub mod error;

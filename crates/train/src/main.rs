@@ -17,7 +17,8 @@ use train::job::Job;
 use train::trainer::{self, Existing, RunOptions};
 use zoo::s3fd::inference::{detect_config, detect_one, eval_pipeline};
 
-/// See the workspace Cargo.toml: it keeps freed activation buffers for the next step.
+/// See the workspace Cargo.toml and [`train::alloc`]: it keeps freed activation buffers for the
+/// next step.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -337,6 +338,7 @@ fn main() -> Result<()> {
         .with_writer(LogWriter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    train::alloc::keep_freed_memory();
     let cli = Cli::parse();
     match cli.command {
         None => run_train(cli.train),

@@ -94,10 +94,10 @@ impl<'a, T: Real> Cells<'a, T> {
 /// Which row of the projected-input buffer feeds sequence `s` at step `t`.
 #[derive(Clone, Copy, Debug)]
 pub enum Sweep {
-    /// RNN1 along the rows of an `r x c` patch: sequence `s` is row `s`, time the column.
-    Rows { cols: usize },
-    /// RNN1 down the columns: sequence `s` is column `s`, time the row.
-    Cols { cols: usize },
+    /// RNN1 over a map laid out row-major, one row of the buffer per pixel: sequence `s` step
+    /// `t` reads row `base + s * seq_stride + t * step_stride` (along a map row: step stride 1;
+    /// down a column: step stride the map's width).
+    Strided { base: usize, seq_stride: usize, step_stride: usize },
     /// RNN2 over summaries `[0, len)` starting at `offset`: sequence 0 forwards, 1 backwards.
     Bidir { offset: usize, len: usize },
     /// RNN2 over row summaries `[0, len)` and column summaries `[len, 2 len)` of a square patch:
@@ -109,8 +109,7 @@ impl Sweep {
     #[inline(always)]
     fn row(self, t: usize, s: usize) -> usize {
         match self {
-            Self::Rows { cols } => s * cols + t,
-            Self::Cols { cols } => t * cols + s,
+            Self::Strided { base, seq_stride, step_stride } => base + s * seq_stride + t * step_stride,
             Self::Bidir { offset, len } => offset + if s == 0 { t } else { len - 1 - t },
             Self::BidirRowsCols { len } => {
                 let base = if s < 2 { 0 } else { len };

@@ -109,18 +109,39 @@ fn matvec_any<T: Real>(y: &mut [T], x: &[T], w: &[T], width: usize) {
 pub fn atb_acc<T: Real>(c: &mut [T], a: &[T], a_dim: usize, b: &[T], b_dim: usize) {
     match b_dim {
         8 if a_dim == 8 => atb_square8(c, a, b),
-        8 => atb_fixed::<T, 8>(c, a, a_dim, b),
-        16 => atb_fixed::<T, 16>(c, a, a_dim, b),
-        32 => atb_fixed::<T, 32>(c, a, a_dim, b),
-        48 => atb_fixed::<T, 48>(c, a, a_dim, b),
-        64 => atb_fixed::<T, 64>(c, a, a_dim, b),
+        8 => atb_fixed::<T, 8, 4>(c, a, a_dim, b),
+        16 => atb_fixed::<T, 16, 2>(c, a, a_dim, b),
+        32 => atb_fixed::<T, 32, 2>(c, a, a_dim, b),
+        48 => atb_fixed::<T, 48, 2>(c, a, a_dim, b),
+        64 => atb_fixed::<T, 64, 1>(c, a, a_dim, b),
         _ => atb_any(c, a, a_dim, b, b_dim),
     }
 }
 
+/// [`atb_acc`] for `b_dim == W`, `M` rows of `c` at a time: they share each load of a `b` row,
+/// which is what bounds this loop (`M * W` sums stay in vector registers).
 #[inline(always)]
-fn atb_fixed<T: Real, const W: usize>(c: &mut [T], a: &[T], a_dim: usize, b: &[T]) {
-    for (m, c_row) in c.chunks_exact_mut(W).take(a_dim).enumerate() {
+fn atb_fixed<T: Real, const W: usize, const M: usize>(c: &mut [T], a: &[T], a_dim: usize, b: &[T]) {
+    let full = a_dim / M * M;
+    for m0 in (0..full).step_by(M) {
+        let mut acc = [[T::ZERO; W]; M];
+        for (i, acc_i) in acc.iter_mut().enumerate() {
+            acc_i.copy_from_slice(&c[(m0 + i) * W..(m0 + i + 1) * W]);
+        }
+        for (a_row, b_row) in a.chunks_exact(a_dim).zip(b.chunks_exact(W)) {
+            for (i, acc_i) in acc.iter_mut().enumerate() {
+                let am = a_row[m0 + i];
+                for l in 0..W {
+                    acc_i[l] += am * b_row[l];
+                }
+            }
+        }
+        for (i, acc_i) in acc.iter().enumerate() {
+            c[(m0 + i) * W..(m0 + i + 1) * W].copy_from_slice(acc_i);
+        }
+    }
+    for m in full..a_dim {
+        let c_row = &mut c[m * W..(m + 1) * W];
         let mut acc = [T::ZERO; W];
         acc.copy_from_slice(c_row);
         for (a_row, b_row) in a.chunks_exact(a_dim).zip(b.chunks_exact(W)) {
@@ -208,6 +229,8 @@ mod tests {
             (6, 16, 16),
             (4, 3, 16),
             (7, 8, 8),
+            (3, 5, 48),
+            (4, 6, 48),
         ] {
             let a: Vec<f64> = (0..rows * a_dim).map(|i| (i as f64 * 0.37).sin()).collect();
             let b: Vec<f64> = (0..rows * b_dim).map(|i| (i as f64 * 0.11).cos()).collect();
