@@ -85,7 +85,13 @@ fn main() {
             2.0 * gflop / (b / 1e3)
         );
     }
-    for (label, batch, channels, size) in [("vww bn 192x28", 16, 192, 28), ("m4 bn 128x40", 8, 128, 40)] {
+    let norms = [
+        ("vww bn 192x28", 16, 192, 28),
+        ("m4 bn 128x40", 8, 128, 40),
+        ("imagenet 96px bn 576x6", 32, 576, 6),
+        ("imagenet 96px bn 960x3", 32, 960, 3),
+    ];
+    for (label, batch, channels, size) in norms {
         let l = Layout { batch, channels, pixels: size * size };
         let x = values(batch * channels * size * size, 4.0);
         let dy = values(x.len(), 5.0);
