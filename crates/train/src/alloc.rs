@@ -5,7 +5,8 @@
 //! next forward pass, so with purging every step pays for faulting in and zeroing its whole
 //! working set again (measured on MobileNetV2-RNNPool, batch 32 at 96x96: 21,128 page faults and
 //! 12 % more CPU time over 11 steps than with purging off). The process keeps its peak instead,
-//! which is what it needs on the next step anyway.
+//! which is what it needs on the next step anyway. `MIMALLOC_PURGE_DELAY` in the environment
+//! still chooses otherwise.
 
 use std::os::raw::{c_int, c_long};
 
@@ -14,18 +15,26 @@ use std::os::raw::{c_int, c_long};
 const PURGE_DELAY: c_int = 15;
 
 /// The option's defaults in libmimalloc-sys's bundled mimalloc (v2: 10 ms, v3: 1 s), checked
-/// before it is changed, so that a mimalloc whose options are numbered otherwise, or a purge
-/// delay the user set (`MIMALLOC_PURGE_DELAY`), is left alone.
+/// before it is changed, so that a mimalloc whose options are numbered otherwise is left alone.
 const PURGE_DELAY_DEFAULTS: [c_long; 2] = [10, 1000];
 
-/// Turns mimalloc's purging of free memory off for this process. Call it first thing in `main`
-/// of a binary whose global allocator is `mimalloc::MiMalloc`; returns whether it did.
+/// The environment variables through which a user sets the purge delay (the second is its
+/// older name); either one set is left to rule.
+const PURGE_DELAY_VARS: [&str; 2] = ["MIMALLOC_PURGE_DELAY", "MIMALLOC_RESET_DELAY"];
+
+/// Turns mimalloc's purging of free memory off for this process, unless the user set its delay.
+/// Call it first thing in `main` of a binary whose global allocator is `mimalloc::MiMalloc`;
+/// returns whether it did.
 pub fn keep_freed_memory() -> bool {
+    if PURGE_DELAY_VARS.iter().any(|v| std::env::var_os(v).is_some()) {
+        tracing::debug!("mimalloc's purge delay is set in the environment; left as it is");
+        return false;
+    }
     // SAFETY: option calls take any option number below mimalloc's last and only read or write
     // its option table; 15 is inside it in both of libmimalloc-sys's bundled versions.
     unsafe {
         if !PURGE_DELAY_DEFAULTS.contains(&libmimalloc_sys::mi_option_get(PURGE_DELAY)) {
-            tracing::debug!("mimalloc's purge delay is not at a default; left as it is");
+            tracing::debug!("mimalloc's purge delay option is not where it was; left as it is");
             return false;
         }
         libmimalloc_sys::mi_option_set(PURGE_DELAY, -1);
