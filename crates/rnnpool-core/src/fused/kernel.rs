@@ -9,10 +9,10 @@
 //! each row sweep once for all the patch rows of the block that read it and each column sweep
 //! once per patch row, then RNN2 per patch. In the backward pass a shared sweep is
 //! back-propagated once, from the sum of its patches' summary gradients, after the last patch
-//! that reads it; the block's input gradient is projected back once per pixel. The traces of
-//! the sweeps still in use (a ring of `patch rows` row sweeps and one patch row of column
-//! sweeps) are all the memory a block keeps, so training memory stays the size of the input and
-//! output maps.
+//! that reads it; the block's input gradient is projected back once per pixel. A worker keeps
+//! only its block's input rows with their projections (and gradients) and the traces of the
+//! sweeps still in use (a ring of `patch rows` row sweeps and one patch row of column sweeps),
+//! so training memory stays the size of the input and output maps.
 //!
 //! Blocks are fixed by the problem size, and their parameter gradients are added in block
 //! order, so results are bit-identical whatever the thread count.
@@ -67,9 +67,9 @@ impl PatchGrid {
         (self.out_w() - 1) * self.stride[1] + self.patch[1]
     }
 
-    /// Patch rows per block: as many as keep 64 blocks over the batch, up to 8 (the first
-    /// block-row's shared sweeps are recomputed by the next block). Fixed by the problem size
-    /// alone, so the summation order never depends on the thread count.
+    /// Patch rows per block: as many as keep 64 blocks over the batch, up to 8 (the input rows
+    /// two blocks both read are swept by each, so longer blocks share more). Fixed by the
+    /// problem size alone, so the summation order never depends on the thread count.
     fn block_rows(&self) -> usize {
         (self.batch * self.out_h() / 64).clamp(1, 8)
     }
