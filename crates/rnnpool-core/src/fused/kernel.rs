@@ -186,17 +186,15 @@ impl<T: Real> Scratch<T> {
         project(&self.px[..n * k], k, rnn1.view.w, h1, &mut self.xw1[..n * h1]);
     }
 
-    /// The row sweeps along block row `y` (one per patch column), into its ring slot.
+    /// The RNN1 sweeps block patch row `k` reads: the row sweeps of its input rows that the
+    /// previous patch row did not read (each into its ring slot), then its column sweeps.
     #[inline(always)]
-    fn sweep_row(&mut self, g: &PatchGrid, y: usize, rnn1: &Cells<T>) {
-        let sweep = Sweep::Strided { base: y * g.used_cols(), seq_stride: g.stride[1], step_stride: 1 };
-        let slot = y % g.patch[0];
-        scan::forward(rnn1, &self.xw1, sweep, &mut self.ring[slot], &mut self.step1);
-    }
-
-    /// The sweeps down every used column of block patch row `k`.
-    #[inline(always)]
-    fn sweep_cols(&mut self, g: &PatchGrid, k: usize, rnn1: &Cells<T>) {
+    fn sweep_patch_row(&mut self, g: &PatchGrid, k: usize, rnn1: &Cells<T>) {
+        let ([r, _], top) = (g.patch, k * g.stride[0]);
+        let swept = if k == 0 { 0 } else { top - g.stride[0] + r };
+        for y in swept.max(top)..top + r {
+            scan::forward(rnn1, &self.xw1, rows_sweep(g, y), &mut self.ring[y % r], &mut self.step1);
+        }
         scan::forward(rnn1, &self.xw1, cols_sweep(g, k), &mut self.cols, &mut self.step1);
     }
 
@@ -268,9 +266,9 @@ impl<T: Real> Scratch<T> {
     /// clears it.
     #[inline(always)]
     fn backprop_row(&mut self, g: &PatchGrid, y: usize, rnn1: &Cells<T>, g1: &mut CellGrads<T>) {
-        let sweep = Sweep::Strided { base: y * g.used_cols(), seq_stride: g.stride[1], step_stride: 1 };
         let slot = y % g.patch[0];
-        scan::backward(rnn1, sweep, &self.ring[slot], &self.d_rows[slot], &mut self.dxw1, g1, &mut self.step1);
+        let (tr, d) = (&self.ring[slot], &self.d_rows[slot]);
+        scan::backward(rnn1, rows_sweep(g, y), tr, d, &mut self.dxw1, g1, &mut self.step1);
         self.d_rows[slot].fill(T::ZERO);
     }
 
@@ -287,6 +285,11 @@ impl<T: Real> Scratch<T> {
             scan::add_into(&mut band[dst..dst + cols * k], &self.dpx[y * cols * k..(y + 1) * cols * k]);
         }
     }
+}
+
+/// The row sweeps along block row `y` (one per patch column) in a block's `xw1`.
+fn rows_sweep(g: &PatchGrid, y: usize) -> Sweep {
+    Sweep::Strided { base: y * g.used_cols(), seq_stride: g.stride[1], step_stride: 1 }
 }
 
 /// The column sweeps of block patch row `k` in a block's `xw1`.
@@ -414,13 +417,8 @@ fn forward_block<T: Real>(
 ) {
     let feat = 4 * rnn2.view.hidden;
     s.load(g, x, blk, rnn1);
-    let mut swept = 0;
     for (k, out_row) in out.chunks_exact_mut(g.out_w() * feat).enumerate() {
-        for y in swept.max(k * g.stride[0])..k * g.stride[0] + g.patch[0] {
-            s.sweep_row(g, y, rnn1);
-        }
-        swept = k * g.stride[0] + g.patch[0];
-        s.sweep_cols(g, k, rnn1);
+        s.sweep_patch_row(g, k, rnn1);
         for (oj, y) in out_row.chunks_exact_mut(feat).enumerate() {
             s.run_patch(g, k, oj, rnn2);
             s.write_output(y);
@@ -449,14 +447,8 @@ fn backward_block<T: Real>(
     let (ho, wo, feat) = (g.out_h(), g.out_w(), 4 * rnn2.view.hidden);
     s.load(g, x, blk, rnn1);
     s.dxw1.fill(T::ZERO);
-    let mut swept = 0;
     for k in 0..blk.count {
-        let top = k * sr;
-        for y in swept.max(top)..top + r {
-            s.sweep_row(g, y, rnn1);
-        }
-        swept = top + r;
-        s.sweep_cols(g, k, rnn1);
+        s.sweep_patch_row(g, k, rnn1);
         for oj in 0..wo {
             s.run_patch(g, k, oj, rnn2);
             let at = ((blk.b * ho + blk.first + k) * wo + oj) * feat;
@@ -464,6 +456,7 @@ fn backward_block<T: Real>(
         }
         s.backprop_cols(g, k, rnn1, g1);
         // Rows the block's next patch row reads stay for it.
+        let top = k * sr;
         let done = if k + 1 == blk.count { top + r } else { (top + sr).min(top + r) };
         for y in top..done {
             s.backprop_row(g, y, rnn1, g1);
