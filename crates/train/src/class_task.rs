@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use burn::data::dataloader::Progress;
 use burn::data::dataloader::batcher::Batcher;
-use burn::data::dataset::{Dataset, DatasetError};
+use burn::data::dataset::Dataset;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
 use burn::tensor::{TensorData, TensorReadError};
@@ -100,20 +100,6 @@ impl ClassData {
     }
 }
 
-/// burn's view, for burn-train's data loaders (`--learner burn-train`).
-impl Dataset<ClassItem> for ClassData {
-    fn get(&self, index: usize) -> Result<ClassItem, DatasetError> {
-        match self {
-            Self::Images(d) => d.get(index),
-            Self::Fashion(d) => d.get(index),
-        }
-    }
-
-    fn len(&self) -> usize {
-        ClassData::len(self)
-    }
-}
-
 fn photo_list(data: &DataSection, split: &str) -> Result<ClassList, TrainError> {
     let mut list = match data.kind {
         DataKind::ImageNet => ImageNet::new(&data.root).split(split)?,
@@ -179,7 +165,8 @@ impl ClassTask {
         })
     }
 
-    fn batch(&self, data: &ClassData, indices: &[usize], device: &Device) -> Result<ClassBatch, TrainError> {
+    /// The samples `indices` of `data`, decoded on the loader threads, batched on `device`.
+    pub(crate) fn batch(&self, data: &ClassData, indices: &[usize], device: &Device) -> Result<ClassBatch, TrainError> {
         let items: Vec<ClassItem> =
             self.loaders.install(|| indices.par_iter().map(|&i| data.item(i)).collect::<Result<_, _>>())?;
         Ok(ClassBatcher.batch(items, device))

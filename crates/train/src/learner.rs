@@ -9,14 +9,20 @@
 //! need between forward and backward (host-side S3FD matching and hard negative mining) and
 //! after each step (RNNPool-Face-M4's sparsification). So face models train with our loop only.
 
-use burn::data::dataloader::DataLoaderBuilder;
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use burn::data::dataloader::{DataLoader, DataLoaderIterator, Progress};
+use burn::data::dataset::DatasetError;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::LearningRate;
 use burn::optim::lr_scheduler::{LrScheduler, LrSchedulerRecord};
+use burn::prelude::Device;
 use burn::train::metric::{AccuracyMetric, LearningRateMetric, LossMetric};
 use burn::train::{ClassificationOutput, InferenceStep, Learner, SupervisedTraining, TrainOutput, TrainStep};
-use data::class_dataset::{ClassBatch, ClassBatcher};
+use data::class_dataset::ClassBatch;
 use zoo::Net;
 use zoo::config::Config;
 
@@ -29,7 +35,7 @@ use crate::run_dir::{Existing, LAST, RunDir};
 use crate::schedule::WarmupCosine;
 use crate::state::{RunSettings, TrainState};
 use crate::task::Task;
-use crate::trainer::{RunOptions, RunSummary, optimizer};
+use crate::trainer::{RunOptions, RunSummary, epoch_order, optimizer};
 
 /// Where burn-train writes its checkpoints, metric logs and summary, under the run folder.
 pub const LEARNER_DIR: &str = "burn-train";
@@ -126,18 +132,13 @@ pub fn train(cfg: &Config, opts: &RunOptions, display: Display) -> Result<RunSum
     let device = cfg.train.backend.devices(1)?.remove(0).autodiff();
     let dir = RunDir::open(&cfg.output.dir, opts.existing)?;
     let model = Classifier::new(zoo::registry::build_model(cfg, &device)?)?;
-    let train_data = class_task::split(cfg, &cfg.data.train_split, true)?;
-    let valid_data = class_task::split(cfg, &cfg.data.val_split, false)?;
-    let samples = train_data.len();
+    let task = Arc::new(ClassTask::new(cfg, &device.clone().inner())?);
+    let samples = task.train.len();
     let per_epoch = samples.div_ceil(cfg.train.batch_size * cfg.train.accumulation).max(1);
     let t = &cfg.train;
     let schedule = Schedule { schedule: WarmupCosine::for_run(t.lr, t.warmup_epochs, t.epochs, per_epoch), iter: 0 };
-    let loader = |data, shuffle: bool| {
-        let b = DataLoaderBuilder::new(ClassBatcher).batch_size(t.batch_size).num_workers(t.workers);
-        let b = if shuffle { b.shuffle(t.seed) } else { b };
-        b.set_device(device.clone()).build(data)
-    };
-    let training = SupervisedTraining::new(dir.join(LEARNER_DIR), loader(train_data, true), loader(valid_data, false))
+    let loader = |train| Arc::new(TaskLoader::new(&task, train, cfg, &device)) as Arc<dyn DataLoader<ClassBatch>>;
+    let training = SupervisedTraining::new(dir.join(LEARNER_DIR), loader(true), loader(false))
         .num_epochs(t.epochs)
         .grads_accumulation(t.accumulation)
         .with_application_logger(None)
@@ -156,13 +157,11 @@ pub fn train(cfg: &Config, opts: &RunOptions, display: Display) -> Result<RunSum
     if let Some(stop) = result.interrupted {
         return Err(TrainError::Learner(format!("burn-train stopped: {stop:?}")));
     }
-    finish(cfg, &dir, result.model.net, samples, per_epoch)
+    finish(cfg, &task, &dir, result.model.net, per_epoch)
 }
 
 /// Evaluates the trained `net` as our loop does and saves it as `last.ckpt` with its metrics.
-fn finish(cfg: &Config, dir: &RunDir, net: Net, samples: usize, per_epoch: usize) -> Result<RunSummary, TrainError> {
-    let device = cfg.train.backend.devices(1)?.remove(0);
-    let task = ClassTask::new(cfg, &device)?;
+fn finish(cfg: &Config, task: &ClassTask, dir: &RunDir, net: Net, per_epoch: usize) -> Result<RunSummary, TrainError> {
     let e = task.evaluate(&net)?;
     let row = EpochMetrics {
         epoch: cfg.train.epochs,
@@ -173,7 +172,7 @@ fn finish(cfg: &Config, dir: &RunDir, net: Net, samples: usize, per_epoch: usize
         val_skipped: e.skipped,
         ..Default::default()
     };
-    let mut state = TrainState::new(cfg.model.name, RunSettings::new(cfg, task.fingerprint(), samples));
+    let mut state = TrainState::new(cfg.model.name, RunSettings::new(cfg, task.fingerprint(), task.train.len()));
     state.step = row.step;
     state.history.push(row);
     metrics::write_all(&dir.path, &state.history).map_err(TrainError::io(&dir.path))?;
@@ -187,4 +186,101 @@ fn finish(cfg: &Config, dir: &RunDir, net: Net, samples: usize, per_epoch: usize
     // a finished run is not resumed.
     state.save(&dir.join(LAST), &net, &optimizer(cfg))?;
     Ok(RunSummary { steps: state.step, history: state.history, out_dir: dir.path.clone() })
+}
+
+/// burn-train's data loader over one split of our [`ClassTask`]: our loop's sample order
+/// ([`epoch_order`]), batches and augmentation epochs, each batch decoded on the task's loader
+/// threads. burn's multi-worker loader hands batches over in whichever order its workers finish,
+/// so two runs of one config would not train alike.
+#[derive(Clone)]
+struct TaskLoader {
+    task: Arc<ClassTask>,
+    train: bool,
+    seed: u64,
+    batch: usize,
+    /// The part of each epoch's order this loader serves (burn-train's `slice`).
+    range: Range<usize>,
+    /// Epochs begun, shared with the copies `to_device` and `slice` make.
+    epochs: Arc<AtomicUsize>,
+    device: Device,
+}
+
+impl TaskLoader {
+    fn new(task: &Arc<ClassTask>, train: bool, cfg: &Config, device: &Device) -> Self {
+        Self {
+            task: task.clone(),
+            train,
+            seed: cfg.train.seed,
+            batch: cfg.train.batch_size,
+            range: 0..usize::MAX,
+            epochs: Arc::new(AtomicUsize::new(0)),
+            device: device.clone(),
+        }
+    }
+
+    fn data(&self) -> &class_task::ClassData {
+        if self.train { &self.task.train } else { &self.task.val }
+    }
+
+    /// The samples of the next pass: a new epoch's shuffled order for training, in turn for
+    /// validation.
+    fn next_order(&self) -> Vec<usize> {
+        let n = self.data().len();
+        let order = if self.train {
+            let epoch = self.epochs.fetch_add(1, Ordering::Relaxed);
+            self.task.set_epoch(epoch as u64);
+            epoch_order(n, self.seed, epoch)
+        } else {
+            (0..n).collect()
+        };
+        order[self.range.start.min(n)..self.range.end.min(n)].to_vec()
+    }
+}
+
+impl DataLoader<ClassBatch> for TaskLoader {
+    fn iter<'a>(&'a self) -> Box<dyn DataLoaderIterator<ClassBatch> + 'a> {
+        Box::new(TaskBatches { loader: self, order: self.next_order(), done: 0 })
+    }
+
+    fn num_items(&self) -> usize {
+        let n = self.data().len();
+        self.range.end.min(n) - self.range.start.min(n)
+    }
+
+    fn to_device(&self, device: &Device) -> Arc<dyn DataLoader<ClassBatch>> {
+        Arc::new(Self { device: device.clone(), ..self.clone() })
+    }
+
+    fn slice(&self, start: usize, end: usize) -> Arc<dyn DataLoader<ClassBatch>> {
+        let from = self.range.start.saturating_add(start).min(self.range.end);
+        let to = self.range.start.saturating_add(end).clamp(from, self.range.end);
+        Arc::new(Self { range: from..to, ..self.clone() })
+    }
+}
+
+/// One pass of a [`TaskLoader`].
+struct TaskBatches<'a> {
+    loader: &'a TaskLoader,
+    order: Vec<usize>,
+    done: usize,
+}
+
+impl Iterator for TaskBatches<'_> {
+    type Item = Result<ClassBatch, DatasetError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let start = self.done;
+        if start >= self.order.len() {
+            return None;
+        }
+        self.done = (start + self.loader.batch).min(self.order.len());
+        let l = self.loader;
+        Some(l.task.batch(l.data(), &self.order[start..self.done], &l.device).map_err(DatasetError::new))
+    }
+}
+
+impl DataLoaderIterator<ClassBatch> for TaskBatches<'_> {
+    fn progress(&self) -> Progress {
+        Progress::new(self.done, self.order.len(), None)
+    }
 }

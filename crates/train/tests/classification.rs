@@ -77,3 +77,22 @@ fn mobilenetv2_rnnpool_trains_on_an_imagenet_tree_and_reports_top_k() {
     assert!(last.train_loss.is_finite() && last.val_loss.unwrap().is_finite());
     std::fs::remove_dir_all(&root).ok();
 }
+
+/// burn-train's `Learner` trains a config alike each time, loader threads or not: the same
+/// batches in the same order, so the same validation loss to the last bit.
+#[test]
+fn burn_trains_learner_repeats_itself_with_two_loader_threads() {
+    let Some(mut cfg) = common::fashion_config("fashion_mnist_rnnpool") else { return };
+    (cfg.data.limit, cfg.train.batch_size, cfg.train.workers) = (Some(384), 16, 2);
+    let mut run = |i: usize| {
+        cfg.output.dir = std::env::temp_dir().join(format!("learner-repeat-{i}-{}", std::process::id()));
+        let opts = RunOptions { quiet: true, ..Default::default() };
+        let s = train::learner::train(&cfg, &opts, train::dashboard::Display::Quiet).unwrap();
+        std::fs::remove_dir_all(&s.out_dir).ok();
+        let last = s.history.last().unwrap().clone();
+        (last.val_loss.unwrap(), last.val_top1.unwrap())
+    };
+    let (first, second) = (run(0), run(1));
+    assert!(first.0.is_finite(), "validation loss {}", first.0);
+    assert_eq!(first, second, "two runs of one config: (validation loss, top-1)");
+}
