@@ -33,7 +33,7 @@ fn values(n: usize, salt: f32) -> Vec<f32> {
 /// `(label, batch, cin, size, cout, kernel, stride, groups)`.
 type ConvShape = (&'static str, usize, usize, usize, usize, usize, usize, usize);
 
-const CONVS: [ConvShape; 13] = [
+const CONVS: [ConvShape; 28] = [
     ("vww stem 3->8 224 s2", 16, 3, 224, 8, 3, 2, 1),
     ("m4 stem 1->4 320 s2", 8, 1, 320, 4, 3, 2, 1),
     ("imagenet pointwise 64->384 14", 8, 64, 14, 384, 1, 1, 1),
@@ -47,6 +47,21 @@ const CONVS: [ConvShape; 13] = [
     ("m4 pointwise 64->128 40", 8, 64, 40, 128, 1, 1, 1),
     ("m4 depthwise 128 40", 8, 128, 40, 128, 3, 1, 128),
     ("m4 head 3x3 32->4 40", 8, 32, 40, 4, 3, 1, 1),
+    ("imagenet 96px pointwise 64->384 6", 32, 64, 6, 384, 1, 1, 1),
+    ("imagenet 96px pointwise 576->96 6", 32, 576, 6, 96, 1, 1, 1),
+    ("imagenet 96px pointwise 960->320 3", 32, 960, 3, 320, 1, 1, 1),
+    ("imagenet 96px pointwise 160->960 3", 32, 160, 3, 960, 1, 1, 1),
+    ("imagenet 128px b4 pointwise 960->160 4", 4, 960, 4, 160, 1, 1, 1),
+    ("vww 160px b2 pointwise 24->144 10", 2, 24, 10, 144, 1, 1, 1),
+    ("imagenet 128px b8 pointwise 384->64 8", 8, 384, 8, 64, 1, 1, 1),
+    ("vww pointwise 56->336 7", 16, 56, 7, 336, 1, 1, 1),
+    ("imagenet 96px depthwise 384 12->6", 32, 384, 12, 384, 3, 2, 384),
+    ("imagenet 96px depthwise 576 6", 32, 576, 6, 576, 3, 1, 576),
+    ("imagenet 96px depthwise 576 6->3", 32, 576, 6, 576, 3, 2, 576),
+    ("imagenet 96px depthwise 960 3", 32, 960, 3, 960, 3, 1, 960),
+    ("imagenet 96px depthwise 144 24->12", 32, 144, 24, 144, 3, 2, 144),
+    ("imagenet 128px b4 depthwise 960 4", 4, 960, 4, 960, 3, 1, 960),
+    ("imagenet depthwise 576 14", 8, 576, 14, 576, 3, 1, 576),
 ];
 
 fn main() {
@@ -90,6 +105,15 @@ fn main() {
         ("m4 bn 128x40", 8, 128, 40),
         ("imagenet 96px bn 576x6", 32, 576, 6),
         ("imagenet 96px bn 960x3", 32, 960, 3),
+        ("imagenet 128px b4 bn 384x8", 4, 384, 8),
+        ("imagenet 128px b4 bn 960x4", 4, 960, 4),
+        ("imagenet 160px b2 bn 576x10", 2, 576, 10),
+        ("imagenet 128px b32 bn 384x8", 32, 384, 8),
+        ("imagenet 96px bn 192x12", 32, 192, 12),
+        ("vww bn 144x14", 16, 144, 14),
+        ("imagenet bn 960x7", 8, 960, 7),
+        ("imagenet 160px b2 bn 960x5", 2, 960, 5),
+        ("vww 224px b2 bn 320x7", 2, 320, 7),
     ];
     for (label, batch, channels, size) in norms {
         let l = Layout { batch, channels, pixels: size * size };

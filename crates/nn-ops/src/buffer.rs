@@ -24,3 +24,19 @@ pub(crate) fn write_all(dst: &mut [MaybeUninit<f32>], src: &[f32]) {
         d.write(s);
     });
 }
+
+/// Each block's run of every image in `buf`, `runs[block][image]`: `buf` holds images of
+/// `Σ sizes` values each, and block `b` is the `sizes[b]` values after those of the blocks
+/// before it.
+pub(crate) fn block_runs<'a, T>(buf: &'a mut [T], sizes: &[usize]) -> Vec<Vec<&'a mut [T]>> {
+    let per_image: usize = sizes.iter().sum();
+    let mut runs: Vec<Vec<&'a mut [T]>> = sizes.iter().map(|_| Vec::new()).collect();
+    for mut image in buf.chunks_mut(per_image.max(1)) {
+        for (b, &size) in sizes.iter().enumerate() {
+            let (run, rest) = image.split_at_mut(size);
+            runs[b].push(run);
+            image = rest;
+        }
+    }
+    runs
+}

@@ -31,7 +31,7 @@ fn rel_err(got: &[f32], want: &[f32]) -> f32 {
 /// `(batch, cin, height, width, cout, kernel, stride, padding, groups, bias)`.
 type ConvCase = (usize, usize, usize, usize, usize, [usize; 2], [usize; 2], [usize; 2], usize, bool);
 
-const CONV_CASES: [ConvCase; 15] = [
+const CONV_CASES: [ConvCase; 20] = [
     (1, 5, 8, 7, 2, [3, 2], [1, 1], [1, 0], 1, true), // fewer outputs than inputs: dx as a convolution
     (3, 5, 9, 11, 7, [1, 1], [1, 1], [0, 0], 1, false), // pointwise
     (1, 6, 12, 8, 4, [1, 1], [1, 1], [0, 0], 1, true), // pointwise, batch 1, bias
@@ -47,6 +47,11 @@ const CONV_CASES: [ConvCase; 15] = [
     (2, 4, 9, 9, 3, [1, 1], [2, 2], [0, 0], 1, false), // 1x1 stride 2 (dense path)
     (2, 2, 6, 5, 3, [2, 3], [1, 1], [0, 0], 1, true), // non-square kernel, no padding
     (5, 3, 4, 4, 3, [3, 3], [1, 1], [1, 1], 3, false), // tiny maps, batch > threads
+    (2, 3, 13, 12, 3, [3, 3], [2, 2], [1, 1], 3, false), // depthwise on a map of more than 12x12
+    (3, 40, 5, 6, 40, [3, 3], [1, 1], [1, 1], 40, true), // depthwise, two channel blocks
+    (9, 70, 7, 7, 70, [3, 3], [2, 2], [1, 1], 70, false), // depthwise s2, partial block, image groups
+    (8, 70, 5, 7, 67, [1, 1], [1, 1], [0, 0], 1, false), // pointwise tiles, ragged rows and pixels
+    (32, 64, 3, 3, 96, [1, 1], [1, 1], [0, 0], 1, true), // pointwise tiles on 3x3 maps, bias
 ];
 
 fn conv_module(c: &ConvCase, device: &Device) -> Conv2d {
@@ -141,6 +146,10 @@ fn batch_norm_with_activations_matches_burn_in_training_and_inference() {
             ([1, 5, 6, 6], Activation::Relu),
             ([3, 2, 5, 4], Activation::Identity),
             ([3, 4, 1, 2], Activation::Relu6),
+            // Few pixels in a batch of 8 or more: the per-element path.
+            ([9, 5, 3, 3], Activation::Relu6),
+            ([8, 3, 5, 7], Activation::Relu),
+            ([10, 70, 2, 2], Activation::Identity),
         ] {
             // Values spread over ReLU6's both bends, with a large offset on one channel.
             let x = Tensor::<4>::random(shape, Distribution::Normal(2.0, 3.0), &device);
@@ -197,6 +206,12 @@ fn results_do_not_depend_on_the_thread_count() {
             let x = fixed_like(Tensor::<4>::zeros([3, 4, 33, 35], &device), 4.0) * 2.0 + 1.0;
             let bn = bn_module(4, &device);
             let (gamma, beta) = (fixed_like(bn.gamma.val(), 5.0) + 1.0, fixed_like(bn.beta.val(), 6.0));
+            let bn = BatchNorm { gamma: Param::from_tensor(gamma), beta: Param::from_tensor(beta), ..bn };
+            all.extend(bn_results(&bn, &x, Activation::Relu6, true));
+            // Few pixels, many images: channel blocks are cut by the thread count.
+            let x = fixed_like(Tensor::<4>::zeros([9, 40, 3, 3], &device), 7.0) * 2.0 + 1.0;
+            let bn = bn_module(40, &device);
+            let (gamma, beta) = (fixed_like(bn.gamma.val(), 8.0) + 1.0, fixed_like(bn.beta.val(), 9.0));
             let bn = BatchNorm { gamma: Param::from_tensor(gamma), beta: Param::from_tensor(beta), ..bn };
             all.extend(bn_results(&bn, &x, Activation::Relu6, true));
             all

@@ -1,5 +1,9 @@
 //! 1x1 convolutions (stride 1, no padding, one group): per image, `y = W · x` with `x` a
-//! `cin x pixels` matrix.
+//! `cin x pixels` matrix; maps of few pixels through [`narrow`]'s tiles.
+
+mod narrow;
+
+use narrow::Matrix;
 
 use std::mem::MaybeUninit;
 
@@ -23,10 +27,23 @@ fn per_image(out: &mut [MaybeUninit<f32>], b: &[f32], a: View<'_>, out_len: usiz
     }
 }
 
+/// Whether products of `k`-long sums over maps of `p` pixels go through [`narrow`] (where the
+/// CPU has its tiles): maps below 16x16 with enough images that packing the weights pays and
+/// sums long enough that writing the tiles out does. Measured on 2 threads: 3x3 to 12x12 maps
+/// at batch 8 to 64 take 0.55 to 0.85 of the time there; a batch of 4 at 4x4 takes twice as long.
+fn narrow_maps(batch: usize, k: usize, p: usize) -> bool {
+    p < 256 && batch * p >= 256 && k >= 64
+}
+
 /// `y[n] = W · x[n]`.
 pub fn forward(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Vec<f32> {
     let (p, cin, cout) = (g.in_pixels(), g.cin, g.cout);
-    let fill = |y: &mut [MaybeUninit<f32>]| per_image(y, x, View::rows(w, cout, cin), cout * p, cin, p);
+    let fill = |y: &mut [MaybeUninit<f32>]| {
+        if !narrow_maps(g.batch, cin, p) || !narrow::products(y, Matrix { a: w, strides: (cin, 1) }, x, (cout, cin, p))
+        {
+            per_image(y, x, View::rows(w, cout, cin), cout * p, cin, p)
+        }
+    };
     // SAFETY: every image's product writes its whole `cout x p` output.
     unsafe { written(g.batch * cout * p, fill) }
 }
@@ -36,7 +53,13 @@ pub fn forward(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Vec<f32> {
 pub fn backward(g: &ConvGeometry, x: &[f32], w: &[f32], dy: &[f32], need_dx: bool) -> (Option<Vec<f32>>, Vec<f32>) {
     let (p, cin, cout) = (g.in_pixels(), g.cin, g.cout);
     let dx = need_dx.then(|| {
-        let fill = |dx: &mut [MaybeUninit<f32>]| per_image(dx, dy, View::transposed(w, cin, cout), cin * p, cout, p);
+        let fill = |dx: &mut [MaybeUninit<f32>]| {
+            if !narrow_maps(g.batch, cout, p)
+                || !narrow::products(dx, Matrix { a: w, strides: (1, cin) }, dy, (cin, cout, p))
+            {
+                per_image(dx, dy, View::transposed(w, cin, cout), cin * p, cout, p)
+            }
+        };
         // SAFETY: every image's product writes its whole `cin x p` gradient.
         unsafe { written(g.batch * cin * p, fill) }
     });

@@ -7,7 +7,10 @@
 //! `(ky % s_y, kx % s_x)` at `(oy + ky / s_y, ox + kx / s_x)`, so over a whole output plane,
 //! computed `cols` wide (the extra columns are discarded, or hold zeros in gradients), the tap
 //! is one multiply-add of `out_h * cols` contiguous values: vectorised loops of hundreds of
-//! elements even for 7x7 maps, for any kernel, stride and padding.
+//! elements even for 7x7 maps, for any kernel, stride and padding. Small maps with one output
+//! channel per input channel go through [`channel_blocks`] instead.
+
+mod channel_blocks;
 
 use rayon::prelude::*;
 
@@ -144,6 +147,9 @@ impl Kernel for Forward<'_> {
 
 /// `y[n, co] = x[n, co / m] ⋆ w[co]`.
 pub fn forward(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Vec<f32> {
+    if channel_blocks::suits(g) {
+        return channel_blocks::forward(g, x, w);
+    }
     let (pi, po, m, area) = (g.in_pixels(), g.out_pixels(), g.cout / g.cin, g.kernel[0] * g.kernel[1]);
     // One input plane's phases serve its m output planes.
     let fill = |y: &mut [MaybeUninit<f32>]| {
@@ -248,6 +254,9 @@ fn plane_grads(
 /// `(dx, dw)`: `dx` when `need_dx`. Every input plane gathers its `m` output planes' gradients
 /// and their weight gradients; each output channel sums its images in order.
 pub fn backward(g: &ConvGeometry, x: &[f32], w: &[f32], dy: &[f32], need_dx: bool) -> (Option<Vec<f32>>, Vec<f32>) {
+    if channel_blocks::suits(g) {
+        return channel_blocks::backward(g, x, w, dy, need_dx);
+    }
     let (planes, pi, m, area) = (g.batch * g.cin, g.in_pixels(), g.cout / g.cin, g.kernel[0] * g.kernel[1]);
     let mut parts = Vec::new();
     let dx = if need_dx {

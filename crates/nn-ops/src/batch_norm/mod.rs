@@ -8,6 +8,8 @@
 //! `dx = gamma / sqrt(var + eps) (g − dbeta / M − x̂ dgamma / M)`. Channels run in parallel and
 //! each sums its images in order, so results do not depend on the thread count.
 
+mod small_planes;
+
 use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
@@ -63,6 +65,14 @@ impl Layout {
     fn count(&self) -> f64 {
         (self.batch * self.pixels) as f64
     }
+}
+
+/// Whether `l` goes through [`small_planes`]: planes shorter than 16x16 in a batch of at least
+/// 8 images. Measured (`cargo bench -p nn-ops --bench ops`, 2 threads): 3x3 to 12x12 planes at
+/// batch 32 take half the time or less there; with 2 or 4 images the per-plane loops are as
+/// fast going forward and faster going backward.
+fn small_planes(l: &Layout) -> bool {
+    l.pixels < 256 && l.batch >= 8
 }
 
 /// Sums of `f(i)` over `0..n` in 8 lanes (so that the loop vectorizes), added at the end.
@@ -186,6 +196,9 @@ impl Kernel for NormalizePlane<'_> {
 /// `act(gamma (x - mean) / sqrt(var + eps) + beta)`: the training forward (batch statistics)
 /// and the inference forward (running statistics) alike.
 pub fn normalize(l: &Layout, x: &[f32], n: &Norm<'_>) -> Vec<f32> {
+    if small_planes(l) {
+        return small_planes::normalize(l, x, n);
+    }
     let ab = n.affine();
     let fill = |y: &mut [MaybeUninit<f32>]| {
         y.par_chunks_mut(l.pixels)
@@ -217,6 +230,9 @@ pub fn train_forward(
     eps: f64,
     act: Activation,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    if small_planes(l) {
+        return small_planes::train_forward(l, x, gamma, beta, eps, act);
+    }
     let mut stats = Vec::new();
     let fill = |y: &mut [MaybeUninit<f32>]| {
         stats = channel_planes(l, y)
@@ -351,6 +367,9 @@ impl<M: Mask> Kernel for InputGradPlane<'_, M> {
 
 /// Per channel: `(Σ g, Σ g x̂)`, then that channel's input gradient planes (from cache).
 fn backward_with<M: Mask>(l: &Layout, x: &[f32], dy: &[f32], n: &Norm<'_>, mask: M) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    if small_planes(l) {
+        return small_planes::backward_with(l, x, dy, n, mask);
+    }
     let mut sums: Vec<(f64, f64)> = Vec::new();
     let fill = |dx: &mut [MaybeUninit<f32>]| {
         sums = channel_planes(l, dx)
