@@ -31,7 +31,7 @@ fn rel_err(got: &[f32], want: &[f32]) -> f32 {
 /// `(batch, cin, height, width, cout, kernel, stride, padding, groups, bias)`.
 type ConvCase = (usize, usize, usize, usize, usize, [usize; 2], [usize; 2], [usize; 2], usize, bool);
 
-const CONV_CASES: [ConvCase; 20] = [
+const CONV_CASES: [ConvCase; 21] = [
     (1, 5, 8, 7, 2, [3, 2], [1, 1], [1, 0], 1, true), // fewer outputs than inputs: dx as a convolution
     (3, 5, 9, 11, 7, [1, 1], [1, 1], [0, 0], 1, false), // pointwise
     (1, 6, 12, 8, 4, [1, 1], [1, 1], [0, 0], 1, true), // pointwise, batch 1, bias
@@ -50,8 +50,9 @@ const CONV_CASES: [ConvCase; 20] = [
     (2, 3, 13, 12, 3, [3, 3], [2, 2], [1, 1], 3, false), // depthwise on a map of more than 12x12
     (3, 40, 5, 6, 40, [3, 3], [1, 1], [1, 1], 40, true), // depthwise, two channel blocks
     (9, 70, 7, 7, 70, [3, 3], [2, 2], [1, 1], 70, false), // depthwise s2, partial block, image groups
-    (8, 70, 5, 7, 67, [1, 1], [1, 1], [0, 0], 1, false), // pointwise tiles, ragged rows and pixels
+    (8, 70, 5, 7, 67, [1, 1], [1, 1], [0, 0], 1, false), // pointwise forward by tiles, ragged rows and pixels
     (32, 64, 3, 3, 96, [1, 1], [1, 1], [0, 0], 1, true), // pointwise tiles on 3x3 maps, bias
+    (2, 40, 5, 7, 100, [1, 1], [1, 1], [0, 0], 1, false), // pointwise input gradient by tiles, batch 2
 ];
 
 fn conv_module(c: &ConvCase, device: &Device) -> Conv2d {

@@ -210,13 +210,14 @@ pub fn normalize(l: &Layout, x: &[f32], n: &Norm<'_>) -> Vec<f32> {
     unsafe { written(x.len(), fill) }
 }
 
-/// The planes of `buf` grouped by channel, each group in image order.
-fn channel_planes<'a>(l: &Layout, buf: &'a mut [MaybeUninit<f32>]) -> Vec<Vec<&'a mut [MaybeUninit<f32>]>> {
-    let mut groups: Vec<Vec<&mut [MaybeUninit<f32>]>> = (0..l.channels).map(|_| Vec::with_capacity(l.batch)).collect();
+/// The planes of `buf` in channel order, each channel's in image order: chunks of `batch` of it
+/// are the channels (one allocation, not one per channel).
+fn channel_planes<'a>(l: &Layout, buf: &'a mut [MaybeUninit<f32>]) -> Vec<&'a mut [MaybeUninit<f32>]> {
+    let mut slots: Vec<Option<&mut [MaybeUninit<f32>]>> = (0..l.channels * l.batch).map(|_| None).collect();
     for (i, plane) in buf.chunks_mut(l.pixels).enumerate() {
-        groups[i % l.channels].push(plane);
+        slots[i % l.channels * l.batch + i / l.channels] = Some(plane);
     }
-    groups
+    slots.into_iter().flatten().collect()
 }
 
 /// The training forward: `(y, mean, biased variance)`. Each channel's statistics and then its
@@ -236,13 +237,13 @@ pub fn train_forward(
     let mut stats = Vec::new();
     let fill = |y: &mut [MaybeUninit<f32>]| {
         stats = channel_planes(l, y)
-            .into_par_iter()
+            .par_chunks_mut(l.batch)
             .enumerate()
             .map(|(c, outs)| {
                 let (mean, var) = dispatch(ChannelStats { l, x, c });
                 let n = Norm { gamma: &gamma[c..=c], beta: &beta[c..=c], mean: &[mean], var: &[var], eps, act };
                 let ab = n.affine()[0];
-                for (out, xp) in outs.into_iter().zip(l.planes(x, c)) {
+                for (out, xp) in outs.iter_mut().zip(l.planes(x, c)) {
                     dispatch(NormalizePlane { out, x: xp, ab, act });
                 }
                 (mean, var)
@@ -373,13 +374,13 @@ fn backward_with<M: Mask>(l: &Layout, x: &[f32], dy: &[f32], n: &Norm<'_>, mask:
     let mut sums: Vec<(f64, f64)> = Vec::new();
     let fill = |dx: &mut [MaybeUninit<f32>]| {
         sums = channel_planes(l, dx)
-            .into_par_iter()
+            .par_chunks_mut(l.batch)
             .enumerate()
             .map(|(c, outs)| {
                 let ch = Channel::of(n, c);
                 let (sg, sgx) = dispatch(GradSums { l, x, dy, ch, c, _mask: mask });
                 let means = ((sg / l.count()) as f32, (sgx / l.count()) as f32);
-                for ((out, xp), dp) in outs.into_iter().zip(l.planes(x, c)).zip(l.planes(dy, c)) {
+                for ((out, xp), dp) in outs.iter_mut().zip(l.planes(x, c)).zip(l.planes(dy, c)) {
                     dispatch(InputGradPlane { out, x: xp, dy: dp, ch, means, _mask: mask });
                 }
                 (sg, sgx)

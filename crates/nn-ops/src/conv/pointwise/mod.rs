@@ -27,19 +27,29 @@ fn per_image(out: &mut [MaybeUninit<f32>], b: &[f32], a: View<'_>, out_len: usiz
     }
 }
 
-/// Whether products of `k`-long sums over maps of `p` pixels go through [`narrow`] (where the
-/// CPU has its tiles): maps below 16x16 with enough images that packing the weights pays and
-/// sums long enough that writing the tiles out does. Measured on 2 threads: 3x3 to 12x12 maps
-/// at batch 8 to 64 take 0.55 to 0.85 of the time there; a batch of 4 at 4x4 takes twice as long.
-fn narrow_maps(batch: usize, k: usize, p: usize) -> bool {
+/// Whether the forward products (sums `k` long over maps of `p` pixels) go through [`narrow`]
+/// (where the CPU has its tiles): maps below 16x16 with enough images that transposing the
+/// weights for the tiles pays, and sums long enough that writing the tiles out does. Measured on
+/// 2 threads: 3x3 to 12x12 maps at batch 8 to 64 take 0.55 to 0.85 of gemm's time there; a
+/// batch of 4 at 4x4 takes twice as long.
+fn narrow_forward(batch: usize, k: usize, p: usize) -> bool {
     p < 256 && batch * p >= 256 && k >= 64
+}
+
+/// Whether the input gradient's products go through [`narrow`]: their weights are packed
+/// without a transpose, so at any batch, on maps below 16x16, with sums of 96 or more (measured:
+/// 576 or 960 input channels from 96 or 160 output channels take 0.6 to 0.7 of gemm's time at
+/// batch 2 to 8, whose transposed products are slow there; sums of 64 are faster in gemm).
+fn narrow_input_grad(k: usize, p: usize) -> bool {
+    p < 256 && k >= 96
 }
 
 /// `y[n] = W · x[n]`.
 pub fn forward(g: &ConvGeometry, x: &[f32], w: &[f32]) -> Vec<f32> {
     let (p, cin, cout) = (g.in_pixels(), g.cin, g.cout);
     let fill = |y: &mut [MaybeUninit<f32>]| {
-        if !narrow_maps(g.batch, cin, p) || !narrow::products(y, Matrix { a: w, strides: (cin, 1) }, x, (cout, cin, p))
+        if !narrow_forward(g.batch, cin, p)
+            || !narrow::products(y, Matrix { a: w, strides: (cin, 1) }, x, (cout, cin, p))
         {
             per_image(y, x, View::rows(w, cout, cin), cout * p, cin, p)
         }
@@ -54,7 +64,7 @@ pub fn backward(g: &ConvGeometry, x: &[f32], w: &[f32], dy: &[f32], need_dx: boo
     let (p, cin, cout) = (g.in_pixels(), g.cin, g.cout);
     let dx = need_dx.then(|| {
         let fill = |dx: &mut [MaybeUninit<f32>]| {
-            if !narrow_maps(g.batch, cout, p)
+            if !narrow_input_grad(cout, p)
                 || !narrow::products(dx, Matrix { a: w, strides: (1, cin) }, dy, (cin, cout, p))
             {
                 per_image(dx, dy, View::transposed(w, cin, cout), cin * p, cout, p)
