@@ -1,10 +1,10 @@
-//! BatchNorm + activation on maps of few pixels per channel in a batch of many images (the
-//! 14x14 to 3x3 maps of MobileNetV2): there the parent module's per-plane loops run one or two
-//! vectors long and pay a call per plane. Here a task takes a block of consecutive channels, which is one contiguous
-//! run of every image, and works element by element across the images, with each channel's
-//! constants spread over its pixels, so that every loop is as long as the block. Sums run over
-//! the images in order for each element, then over a channel's pixels in order, so results do
-//! not depend on the thread count or on the block size.
+//! BatchNorm + activation on planes of few pixels in a batch of many images (MobileNetV2's
+//! maps below 16x16): there the parent module's per-plane loops run one or two vectors long and
+//! pay a call per plane. Here a task takes a block of consecutive channels, which is one
+//! contiguous run of every image, and works element by element across the images, with each
+//! channel's constants spread over its pixels, so that every loop is as long as the block. Sums
+//! run over the images in order for each element, then over a channel's pixels in order, so
+//! results do not depend on the thread count or on the block size.
 
 use std::mem::MaybeUninit;
 use std::ops::Range;
