@@ -8,7 +8,7 @@
 //! computed `cols` wide (the extra columns are discarded, or hold zeros in gradients), the tap
 //! is one multiply-add of `out_h * cols` contiguous values: vectorised loops of hundreds of
 //! elements even for 7x7 maps, for any kernel, stride and padding. Small maps with one output
-//! channel per input channel go through [`channel_blocks`] instead.
+//! channel per input channel go through `channel_blocks.rs` instead.
 
 mod channel_blocks;
 

@@ -1,5 +1,5 @@
 //! 1x1 convolutions (stride 1, no padding, one group): per image, `y = W · x` with `x` a
-//! `cin x pixels` matrix; maps of few pixels through [`narrow`]'s tiles.
+//! `cin x pixels` matrix; maps of few pixels through the tiles of `narrow.rs`.
 
 mod narrow;
 
