@@ -3,6 +3,7 @@
 //! the next loop overwrites anyway cost about a twentieth of a MobileNetV2 step.
 
 use std::mem::MaybeUninit;
+use std::ops::Range;
 
 /// A vector of `len` values, every one written by `fill`.
 ///
@@ -39,4 +40,10 @@ pub(crate) fn block_runs<'a, T>(buf: &'a mut [T], sizes: &[usize]) -> Vec<Vec<&'
         }
     }
     runs
+}
+
+/// The values of channels `c` of image `n` in `v`: maps of `channels` channels of `pixels`
+/// values each, one image after another.
+pub(crate) fn channel_run<'a>(v: &'a [f32], n: usize, channels: usize, c: &Range<usize>, pixels: usize) -> &'a [f32] {
+    &v[(n * channels + c.start) * pixels..(n * channels + c.end) * pixels]
 }

@@ -12,7 +12,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::{Activation, Channel, Layout, Mask, Norm};
-use crate::buffer::{block_runs, written};
+use crate::buffer::{block_runs, channel_run, written};
 use crate::simd::{Kernel, dispatch};
 
 /// Values (over the whole batch) a task takes at most, unless one channel has more: its block
@@ -34,7 +34,7 @@ fn sizes(l: &Layout, blocks: &[Range<usize>]) -> Vec<usize> {
 
 /// Block `r`'s run of image `n` in `v`.
 fn run<'a>(l: &Layout, v: &'a [f32], n: usize, r: &Range<usize>) -> &'a [f32] {
-    &v[(n * l.channels + r.start) * l.pixels..(n * l.channels + r.end) * l.pixels]
+    channel_run(v, n, l.channels, r, l.pixels)
 }
 
 /// `f(c)` of each channel of `r`, repeated over the channel's pixels.

@@ -13,7 +13,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::super::ConvGeometry;
-use crate::buffer::{block_runs, written};
+use crate::buffer::{block_runs, channel_run, written};
 use crate::simd::{Kernel, dispatch};
 
 /// Channels a block holds: the vector lanes of one multiply-add.
@@ -104,11 +104,6 @@ fn gather(planes: &[f32], [h, w]: [usize; 2], [pad_y, pad_x]: [usize; 2], cols: 
     }
 }
 
-/// Image `n`'s planes of the channels `c` in `v` (`channels` per image, `pixels` each).
-fn planes<'a>(v: &'a [f32], n: usize, channels: usize, c: &Range<usize>, pixels: usize) -> &'a [f32] {
-    &v[(n * channels + c.start) * pixels..(n * channels + c.end) * pixels]
-}
-
 /// The outputs of one task.
 struct ForwardTask<'a> {
     g: &'a ConvGeometry,
@@ -130,7 +125,7 @@ impl Kernel for ForwardTask<'_> {
         let po = oh * ow;
         let mut xp = vec![0.0f32; plan.hp * plan.wp * BLOCK];
         for (i, out) in outs.into_iter().enumerate() {
-            let xs = planes(x, n0 + i, g.cin, c, g.in_pixels());
+            let xs = channel_run(x, n0 + i, g.cin, c, g.in_pixels());
             gather(xs, [g.height, g.width], g.padding, plan.wp, &mut xp);
             for oy in 0..oh {
                 for ox in 0..ow {
@@ -194,8 +189,8 @@ impl Kernel for BackwardTask<'_> {
         let (mut dw_image, mut dw) = (vec![0.0f32; area * BLOCK], vec![0.0f64; area * BLOCK]);
         for i in 0..images {
             let n = n0 + i;
-            gather(planes(x, n, g.cin, c, g.in_pixels()), [g.height, g.width], g.padding, plan.wp, &mut xp);
-            gather(planes(dy, n, g.cout, c, oh * ow), [oh, ow], [0, 0], ow, &mut dyt);
+            gather(channel_run(x, n, g.cin, c, g.in_pixels()), [g.height, g.width], g.padding, plan.wp, &mut xp);
+            gather(channel_run(dy, n, g.cout, c, oh * ow), [oh, ow], [0, 0], ow, &mut dyt);
             dxp.fill(0.0);
             dw_image.fill(0.0);
             for oy in 0..oh {
