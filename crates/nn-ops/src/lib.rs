@@ -14,6 +14,9 @@
 //! let y = nn_ops::conv2d(&self.conv, x);                            // instead of self.conv.forward(x)
 //! let y = nn_ops::batch_norm(&self.bn, y, Activation::Relu6);      // instead of relu6(self.bn.forward(y))
 //! ```
+//!
+//! A training loop runs each forward and backward pass through [`on_kernel_threads`], so that
+//! the kernels' threads do not fall asleep between kernels ([`pool`]).
 
 #![warn(missing_docs)]
 
@@ -22,6 +25,7 @@ pub mod batch_norm;
 mod buffer;
 pub mod conv;
 pub mod gemm;
+pub mod pool;
 pub mod profile;
 pub mod simd;
 
@@ -33,6 +37,7 @@ use burn::tensor::DType;
 
 pub use batch_norm::Activation;
 pub use conv::{ConvGeometry, ConvKind};
+pub use pool::on_kernel_threads;
 
 use backend::NnOpsBackend;
 

@@ -153,10 +153,14 @@ fn run(
         }
         let x = Tensor::<4>::random([batch, case.channels, size, size], Distribution::Normal(0.0, spread), device);
         let mut step = Step::start(device, phases);
-        let loss = loss(&net, x, case, batch, &mut step)?;
-        step.mark()?;
-        let grads = GradientsParams::from_grads(loss.backward(), &net);
-        step.mark()?;
+        // As the trainer runs a shard's forward and backward.
+        let grads = nn_ops::on_kernel_threads(device, || -> Result<_, String> {
+            let loss = loss(&net, x, case, batch, &mut step).map_err(|e| e.to_string())?;
+            step.mark().map_err(|e| e.to_string())?;
+            let grads = GradientsParams::from_grads(loss.backward(), &net);
+            step.mark().map_err(|e| e.to_string())?;
+            Ok(grads)
+        })?;
         net = optim.step(1e-3, net, grads);
         device.sync()?;
         step.mark()?;

@@ -76,8 +76,10 @@ impl TrainStep for Classifier {
     type Output = ClassificationOutput;
 
     fn step(&self, batch: ClassBatch) -> TrainOutput<ClassificationOutput> {
-        let out = self.forward(batch);
-        TrainOutput::new(self, out.loss.backward(), out)
+        nn_ops::on_kernel_threads(&batch.images.device(), || {
+            let out = self.forward(batch);
+            TrainOutput::new(self, out.loss.backward(), out)
+        })
     }
 }
 
@@ -86,7 +88,7 @@ impl InferenceStep for Classifier {
     type Output = ClassificationOutput;
 
     fn step(&self, batch: ClassBatch) -> ClassificationOutput {
-        self.forward(batch)
+        nn_ops::on_kernel_threads(&batch.images.device(), || self.forward(batch))
     }
 }
 

@@ -243,7 +243,7 @@ fn run_eval(args: EvalArgs) -> Result<()> {
     let device = cfg.train.backend.device()?;
     let net = zoo::registry::load_model(&cfg, &args.checkpoint, &device)?;
     let task = trainer::build_task(&cfg, &device)?;
-    let e = task.evaluate(&net)?;
+    let e = nn_ops::on_kernel_threads(&device, || task.evaluate(&net))?;
     let opt = |name: &str, v: Option<f64>| v.map(|v| format!(", {name} {v:.4}")).unwrap_or_default();
     println!(
         "split {}: loss {:.4}{}{}{}",

@@ -390,7 +390,8 @@ impl<'a> Run<'a> {
             ..Default::default()
         };
         if epoch.is_multiple_of(self.cfg.train.eval_every) || epoch == self.cfg.train.epochs {
-            let e = self.task.evaluate(&net.valid())?;
+            let (task, valid) = (&self.task, net.valid());
+            let e = nn_ops::on_kernel_threads(&self.replicas[0], || task.evaluate(&valid))?;
             (row.val_loss, row.val_ap, row.val_top1, row.val_top5) = (Some(e.loss), e.ap, e.top1, e.top5);
             row.val_skipped = e.skipped;
             tracing::info!(epoch, val_loss = e.loss, val_ap = ?e.ap, easy_medium_hard = ?e.ap_settings, val_top1 = ?e.top1, "evaluated");
@@ -509,10 +510,12 @@ fn data_parallel_pass(
     weight: f64,
 ) -> Result<Vec<ShardResult>, TrainError> {
     let pass = |replica: &Net, shard: &[usize], device: &Device| -> Result<ShardResult, TrainError> {
-        let loss = task.loss(replica, shard, device)?;
-        let grads = GradientsParams::from_grads((loss.total.clone() / weight).backward(), replica);
-        let total = loss.total.into_scalar::<f32>() as f64;
-        Ok(ShardResult { loss: ShardLoss { total, loc: loss.loc, conf: loss.conf }, grads })
+        nn_ops::on_kernel_threads(device, || {
+            let loss = task.loss(replica, shard, device)?;
+            let grads = GradientsParams::from_grads((loss.total.clone() / weight).backward(), replica);
+            let total = loss.total.into_scalar::<f32>() as f64;
+            Ok(ShardResult { loss: ShardLoss { total, loc: loss.loc, conf: loss.conf }, grads })
+        })
     };
     let ((shard0, other_shards), (device0, other_devices)) = match (shards.split_first(), devices.split_first()) {
         (Some(s), Some(d)) => (s, d),
