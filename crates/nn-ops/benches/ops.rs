@@ -33,7 +33,7 @@ fn values(n: usize, salt: f32) -> Vec<f32> {
 /// `(label, batch, cin, size, cout, kernel, stride, groups)`.
 type ConvShape = (&'static str, usize, usize, usize, usize, usize, usize, usize);
 
-const CONVS: [ConvShape; 28] = [
+const CONVS: [ConvShape; 32] = [
     ("vww stem 3->8 224 s2", 16, 3, 224, 8, 3, 2, 1),
     ("m4 stem 1->4 320 s2", 8, 1, 320, 4, 3, 2, 1),
     ("imagenet pointwise 64->384 14", 8, 64, 14, 384, 1, 1, 1),
@@ -62,6 +62,10 @@ const CONVS: [ConvShape; 28] = [
     ("imagenet 96px depthwise 144 24->12", 32, 144, 24, 144, 3, 2, 144),
     ("imagenet 128px b4 depthwise 960 4", 4, 960, 4, 960, 3, 1, 960),
     ("imagenet depthwise 576 14", 8, 576, 14, 576, 3, 1, 576),
+    ("imagenet b1 pointwise 64->384 28", 1, 64, 28, 384, 1, 1, 1),
+    ("imagenet b1 pointwise 96->576 14", 1, 96, 14, 576, 1, 1, 1),
+    ("imagenet b1 pointwise 576->96 14", 1, 576, 14, 96, 1, 1, 1),
+    ("imagenet b1 pointwise 960->160 7", 1, 960, 7, 160, 1, 1, 1),
 ];
 
 fn main() {

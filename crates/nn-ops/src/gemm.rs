@@ -27,6 +27,18 @@ impl<'a> View<'a> {
         Self { data, rows, cols, row_stride: 1, col_stride: rows }
     }
 
+    /// The number of rows.
+    pub fn row_count(&self) -> usize {
+        self.rows
+    }
+
+    /// Rows `first..first + rows` of this view.
+    pub fn row_block(&self, first: usize, rows: usize) -> Self {
+        assert!(first + rows <= self.rows, "matmul: row block out of the view");
+        let data = if rows == 0 { &self.data[..0] } else { &self.data[first * self.row_stride..] };
+        Self { data, rows, ..*self }
+    }
+
     /// The largest index the view reads, plus one (0 when empty).
     fn extent(&self) -> usize {
         if self.rows == 0 || self.cols == 0 {

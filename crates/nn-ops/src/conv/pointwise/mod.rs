@@ -13,18 +13,41 @@ use super::{ConvGeometry, images_in_parallel, pixel_chunks, sum_in_order};
 use crate::buffer::written;
 use crate::gemm::{View, matmul, matmul_into};
 
-/// `out[n] = a · b[n]` for every image, the images in parallel or one after the other with
-/// the products parallel.
+/// Output rows of one product in a task when the images alone do not fill the threads: gemm's
+/// own threads split products of a few hundred pixels badly (measured at batch 1, 2 threads:
+/// slower than one thread), so blocks of rows run in parallel instead.
+const ROW_BLOCK: usize = 64;
+
+/// `(first row, rows)` of the blocks of `rows` rows: as even as whole 16-row tiles allow.
+fn row_blocks(rows: usize) -> Vec<(usize, usize)> {
+    let len = rows.div_ceil(rows.div_ceil(ROW_BLOCK).max(1)).next_multiple_of(16);
+    (0..rows).step_by(len.max(1)).map(|r| (r, len.min(rows - r))).collect()
+}
+
+/// `out[n] = a · b[n]` for every image: the images in parallel, or, with fewer images than
+/// threads, blocks of rows of every image's product. gemm sums each output the same way in
+/// either (it never splits a sum, nor chooses its blocks of the sum by the rows).
 fn per_image(out: &mut [MaybeUninit<f32>], b: &[f32], a: View<'_>, out_len: usize, b_rows: usize, b_cols: usize) {
-    let image = |(o, bn): (&mut [MaybeUninit<f32>], &[f32]), threads: bool| {
-        matmul_into(o, a, View::rows(bn, b_rows, b_cols), threads)
-    };
     let b_len = b_rows * b_cols;
     if images_in_parallel(out.len() / out_len) {
-        out.par_chunks_mut(out_len).zip(b.par_chunks(b_len)).for_each(|pair| image(pair, false));
-    } else {
-        out.chunks_mut(out_len).zip(b.chunks(b_len)).for_each(|pair| image(pair, true));
+        out.par_chunks_mut(out_len)
+            .zip(b.par_chunks(b_len))
+            .for_each(|(o, bn)| matmul_into(o, a, View::rows(bn, b_rows, b_cols), false));
+        return;
     }
+    let blocks = row_blocks(a.row_count());
+    let mut tasks: Vec<(&mut [MaybeUninit<f32>], &[f32], (usize, usize))> = Vec::new();
+    for (o, bn) in out.chunks_mut(out_len).zip(b.chunks(b_len)) {
+        let mut rest = o;
+        for &(r0, rows) in &blocks {
+            let (block, tail) = rest.split_at_mut(rows * b_cols);
+            tasks.push((block, bn, (r0, rows)));
+            rest = tail;
+        }
+    }
+    tasks
+        .into_par_iter()
+        .for_each(|(o, bn, (r0, rows))| matmul_into(o, a.row_block(r0, rows), View::rows(bn, b_rows, b_cols), false));
 }
 
 /// Whether the forward products (sums `k` long over maps of `p` pixels) go through [`narrow`]
@@ -93,17 +116,25 @@ fn weight_grad(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
         matmul(&mut dw, View::rows(&dy_all, cout, np), View::strided(&x_all, np, cin, 1, np), false, true);
         return dw;
     }
-    let parts: Vec<Vec<f32>> = pixel_chunks(g.batch, p)
+    let chunks = pixel_chunks(g.batch, p);
+    let part = |(n, p0, len): (usize, usize, usize), (r0, rows): (usize, usize)| {
+        let mut part = vec![0.0f32; rows * cin];
+        let dyv = View::strided(&dy[n * cout * p + p0..], cout, len, p, 1).row_block(r0, rows);
+        let xt = View::strided(&x[n * cin * p + p0..], len, cin, 1, p);
+        matmul(&mut part, dyv, xt, false, false);
+        part
+    };
+    if images_in_parallel(chunks.len()) {
+        let parts: Vec<Vec<f32>> = chunks.into_par_iter().map(|c| part(c, (0, cout))).collect();
+        return sum_in_order(parts, cout * cin);
+    }
+    // Fewer chunks than threads: blocks of rows, each summing every chunk's part in order (the
+    // same sums as above, element by element).
+    let blocks: Vec<Vec<f32>> = row_blocks(cout)
         .into_par_iter()
-        .map(|(n, p0, len)| {
-            let mut part = vec![0.0f32; cout * cin];
-            let dyv = View::strided(&dy[n * cout * p + p0..], cout, len, p, 1);
-            let xt = View::strided(&x[n * cin * p + p0..], len, cin, 1, p);
-            matmul(&mut part, dyv, xt, false, false);
-            part
-        })
+        .map(|block| sum_in_order(chunks.iter().map(|&c| part(c, block)).collect(), block.1 * cin))
         .collect();
-    sum_in_order(parts, cout * cin)
+    blocks.concat()
 }
 
 /// `[batch][channels][pixels]` as `[channels][batch * pixels]`.
