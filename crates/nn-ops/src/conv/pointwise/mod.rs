@@ -24,6 +24,9 @@ fn row_blocks(rows: usize) -> Vec<(usize, usize)> {
     (0..rows).step_by(len.max(1)).map(|r| (r, len.min(rows - r))).collect()
 }
 
+/// An image's output rows, its right-hand matrix, and the rows `(first, count)` they are.
+type RowTask<'a> = (&'a mut [MaybeUninit<f32>], &'a [f32], (usize, usize));
+
 /// `out[n] = a · b[n]` for every image: the images in parallel, or, with fewer images than
 /// threads, blocks of rows of every image's product. gemm sums each output the same way in
 /// either (it never splits a sum, nor chooses its blocks of the sum by the rows).
@@ -36,7 +39,7 @@ fn per_image(out: &mut [MaybeUninit<f32>], b: &[f32], a: View<'_>, out_len: usiz
         return;
     }
     let blocks = row_blocks(a.row_count());
-    let mut tasks: Vec<(&mut [MaybeUninit<f32>], &[f32], (usize, usize))> = Vec::new();
+    let mut tasks: Vec<RowTask<'_>> = Vec::new();
     for (o, bn) in out.chunks_mut(out_len).zip(b.chunks(b_len)) {
         let mut rest = o;
         for &(r0, rows) in &blocks {
