@@ -13,6 +13,7 @@
 //! (258 context switches a step), 34-39 ms with the other worker waiting (31).
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use burn::prelude::Device;
@@ -24,30 +25,45 @@ const ROUNDS_PER_YIELD: u32 = 16;
 /// How long one waiting job looks for work before it hands over to the next one.
 const WAIT_SLICE: Duration = Duration::from_micros(20);
 
-/// Runs `f` on a worker thread of rayon's global pool, the other workers waiting for its
-/// kernels' work without sleeping, when the CPU kernels run on `device` (and the caller is not
-/// on a worker already); else here. `f` must not wait for other threads that use the global
-/// pool: with one worker thread nothing would run them.
+/// Runs `f` on worker 0 of rayon's global pool, the other workers waiting for its kernels' work
+/// without sleeping, when the CPU kernels run on `device` (and the caller is not on a worker
+/// already); else here. Always the same worker: burn keeps BatchNorm's running statistics per
+/// thread (`RunningState`) and averages the threads' values, so a model whose steps ran on
+/// changing threads would train differently from run to run. `f` must not wait for other
+/// threads that use the global pool: with one worker thread nothing would run them.
 pub fn on_kernel_threads<R: Send>(device: &Device, f: impl FnOnce() -> R + Send) -> R {
     if !crate::runs_on(device) || rayon::current_thread_index().is_some() {
         return f();
     }
-    let done = AtomicBool::new(false);
-    rayon::scope(|s| {
-        for _ in 1..rayon::current_num_threads() {
-            s.spawn(|s| wait_for_work(s, &done));
+    let done = Arc::new(AtomicBool::new(false));
+    let f = Mutex::new(Some(f));
+    let results = rayon::broadcast(|ctx| {
+        if ctx.index() != 0 {
+            wait_for_work(Arc::clone(&done));
+            return None;
         }
-        let r = f();
-        done.store(true, Ordering::Release);
-        r
-    })
+        // Set when `f` returns or panics, so that the waiting jobs end either way.
+        let _done = Done(&done);
+        let f = f.lock().unwrap_or_else(PoisonError::into_inner).take()?;
+        Some(f())
+    });
+    results.into_iter().flatten().next().expect("worker 0 runs every broadcast")
 }
 
-/// Runs the pool's jobs as they come for a [`WAIT_SLICE`], then leaves a job to go on until
-/// `done`. A waiting job can start on a thread that is itself waiting inside `f` (rayon runs a
-/// thread's own queued jobs while it waits), where looping until `done` would never end; a
-/// slice holds that thread up by 20 us at most.
-fn wait_for_work<'s>(s: &rayon::Scope<'s>, done: &'s AtomicBool) {
+/// Sets its flag when dropped.
+struct Done<'a>(&'a AtomicBool);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// Runs the pool's jobs as they come for a [`WAIT_SLICE`], then queues a job to go on until
+/// `done`. A waiting job can start on a thread that is itself waiting inside `f` (rayon runs
+/// other jobs while it waits), where looping until `done` would never end; a slice holds that
+/// thread up by 20 us at most.
+fn wait_for_work(done: Arc<AtomicBool>) {
     let start = Instant::now();
     let mut idle = 0u32;
     while !done.load(Ordering::Acquire) {
@@ -58,7 +74,7 @@ fn wait_for_work<'s>(s: &rayon::Scope<'s>, done: &'s AtomicBool) {
         idle = idle.wrapping_add(1);
         if idle.is_multiple_of(ROUNDS_PER_YIELD) {
             if start.elapsed() >= WAIT_SLICE {
-                s.spawn(|s| wait_for_work(s, done));
+                rayon::spawn(move || wait_for_work(done));
                 return;
             }
             std::thread::yield_now();
@@ -74,14 +90,23 @@ mod tests {
     use rayon::prelude::*;
 
     #[test]
-    fn runs_on_a_worker_for_cpu_devices_and_nests() {
+    fn runs_on_one_worker_every_time_and_nests() {
         let device = Device::flex();
-        let index = on_kernel_threads(&device, || {
-            let outer = rayon::current_thread_index();
-            (outer, on_kernel_threads(&device, rayon::current_thread_index))
-        });
-        assert!(index.0.is_some(), "not on a worker");
-        assert_eq!(index.0, index.1, "a nested call moved threads");
+        for _ in 0..50 {
+            let index = on_kernel_threads(&device, || {
+                let outer = rayon::current_thread_index();
+                (outer, on_kernel_threads(&device, rayon::current_thread_index))
+            });
+            assert_eq!(index, (Some(0), Some(0)), "not on worker 0, or a nested call moved threads");
+        }
+    }
+
+    #[test]
+    fn a_panic_inside_reaches_the_caller_and_the_pool_goes_on() {
+        let device = Device::flex();
+        let caught = std::panic::catch_unwind(|| on_kernel_threads(&device, || panic!("inside")));
+        assert!(caught.is_err());
+        assert_eq!(on_kernel_threads(&device, || 7), 7);
     }
 
     /// Rounds of small parallel loops with pauses between them, as a training step's kernels
