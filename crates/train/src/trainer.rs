@@ -501,7 +501,9 @@ struct ShardLoss {
 /// statistics (`valid().train()` makes new ones), so `net` keeps the first device's, updated
 /// from this thread only, as with one device (and as PyTorch's DistributedDataParallel keeps
 /// rank 0's): concurrent updates of one shared running state would depend on thread timing.
-/// Each result's gradients are on its shard's device.
+/// On the CPU backends every pass runs on the kernels' worker 0 (`nn_ops::on_kernel_threads`),
+/// so CPU shards take turns there; they share the same cores either way. Each result's
+/// gradients are on its shard's device.
 fn data_parallel_pass(
     task: &dyn Task,
     net: &Net,

@@ -27,20 +27,14 @@ fn row_blocks(rows: usize) -> Vec<(usize, usize)> {
 /// An image's output rows, its right-hand matrix, and the rows `(first, count)` they are.
 type RowTask<'a> = (&'a mut [MaybeUninit<f32>], &'a [f32], (usize, usize));
 
-/// `out[n] = a · b[n]` for every image: the images in parallel, or, with fewer images than
-/// threads, blocks of rows of every image's product. gemm sums each output the same way in
-/// either (it never splits a sum, nor chooses its blocks of the sum by the rows).
+/// `out[n] = a · b[n]` for every image: each image's product in a task of its own, or, with
+/// fewer images than threads, blocks of its rows. gemm sums each output the same way in either
+/// (it never splits a sum, nor chooses its blocks of the sum by the rows).
 fn per_image(out: &mut [MaybeUninit<f32>], b: &[f32], a: View<'_>, out_len: usize, b_rows: usize, b_cols: usize) {
-    let b_len = b_rows * b_cols;
-    if images_in_parallel(out.len() / out_len) {
-        out.par_chunks_mut(out_len)
-            .zip(b.par_chunks(b_len))
-            .for_each(|(o, bn)| matmul_into(o, a, View::rows(bn, b_rows, b_cols), false));
-        return;
-    }
-    let blocks = row_blocks(a.row_count());
+    let rows = a.row_count();
+    let blocks = if images_in_parallel(out.len() / out_len) { vec![(0, rows)] } else { row_blocks(rows) };
     let mut tasks: Vec<RowTask<'_>> = Vec::new();
-    for (o, bn) in out.chunks_mut(out_len).zip(b.chunks(b_len)) {
+    for (o, bn) in out.chunks_mut(out_len).zip(b.chunks(b_rows * b_cols)) {
         let mut rest = o;
         for &(r0, rows) in &blocks {
             let (block, tail) = rest.split_at_mut(rows * b_cols);
