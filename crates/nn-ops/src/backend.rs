@@ -27,7 +27,7 @@ pub type ConvArgs = ([usize; 2], [usize; 2], usize);
 /// Backends with the CPU kernels of convolution and BatchNorm(+activation).
 #[backend_extension(Flex, NdArray, Autodiff)]
 pub trait NnOpsBackend: Backend {
-    /// `x` `[n, cin, h, w]`, `w` `[cout, cin / groups, kh, kw]`, `bias` `[cout]`;
+    /// `x` `[n, cin, h, w]`, `w` `[cout, cin / groups, kh, kw]`, `bias` `[cout]` (`[0]`: none);
     /// `args` = `(stride, padding, groups)`.
     fn conv2d_cpu(
         x: FloatTensor<Self>,
@@ -139,7 +139,9 @@ fn host_conv<B: Host>(x: FloatTensor<B>, w: FloatTensor<B>, bias: FloatTensor<B>
     let g = geometry::<B>(&x, &w, args);
     let y = timed(Op::conv_forward(&g), || {
         B::with_values(&x, |xv| {
-            B::with_values(&w, |wv| B::with_values(&bias, |bv| conv::forward(&g, xv, wv, Some(bv))))
+            B::with_values(&w, |wv| {
+                B::with_values(&bias, |bv| conv::forward(&g, xv, wv, (!bv.is_empty()).then_some(bv)))
+            })
         })
     });
     B::from_values(y, vec![g.batch, g.cout, g.out_h(), g.out_w()])

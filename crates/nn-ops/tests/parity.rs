@@ -31,7 +31,7 @@ fn rel_err(got: &[f32], want: &[f32]) -> f32 {
 /// `(batch, cin, height, width, cout, kernel, stride, padding, groups, bias)`.
 type ConvCase = (usize, usize, usize, usize, usize, [usize; 2], [usize; 2], [usize; 2], usize, bool);
 
-const CONV_CASES: [ConvCase; 22] = [
+const CONV_CASES: [ConvCase; 24] = [
     (1, 5, 8, 7, 2, [3, 2], [1, 1], [1, 0], 1, true), // fewer outputs than inputs: dx as a convolution
     (3, 5, 9, 11, 7, [1, 1], [1, 1], [0, 0], 1, false), // pointwise
     (1, 6, 12, 8, 4, [1, 1], [1, 1], [0, 0], 1, true), // pointwise, batch 1, bias
@@ -47,13 +47,15 @@ const CONV_CASES: [ConvCase; 22] = [
     (2, 4, 9, 9, 3, [1, 1], [2, 2], [0, 0], 1, false), // 1x1 stride 2 (dense path)
     (2, 2, 6, 5, 3, [2, 3], [1, 1], [0, 0], 1, true), // non-square kernel, no padding
     (5, 3, 4, 4, 3, [3, 3], [1, 1], [1, 1], 3, false), // tiny maps, batch > threads
-    (1, 600, 12, 11, 80, [1, 1], [1, 1], [0, 0], 1, false), // pointwise, one image: row blocks, sums over 512
+    (1, 600, 17, 16, 80, [1, 1], [1, 1], [0, 0], 1, false), // pointwise, one image: row blocks, sums over 512
     (2, 3, 13, 12, 3, [3, 3], [2, 2], [1, 1], 3, false), // depthwise on a map of more than 12x12
     (3, 40, 5, 6, 40, [3, 3], [1, 1], [1, 1], 40, true), // depthwise, two channel blocks
     (9, 70, 7, 7, 70, [3, 3], [2, 2], [1, 1], 70, false), // depthwise s2, partial block, image groups
     (8, 70, 5, 7, 67, [1, 1], [1, 1], [0, 0], 1, false), // pointwise forward by tiles, ragged rows and pixels
     (32, 64, 3, 3, 96, [1, 1], [1, 1], [0, 0], 1, true), // pointwise tiles on 3x3 maps, bias
     (2, 40, 5, 7, 100, [1, 1], [1, 1], [0, 0], 1, false), // pointwise input gradient by tiles, batch 2
+    (1, 64, 12, 11, 40, [1, 1], [1, 1], [0, 0], 1, false), // pointwise tiles, one image of 132 pixels
+    (1, 33, 19, 17, 48, [1, 1], [1, 1], [0, 0], 1, true), // input gradient by tiles on a larger map
 ];
 
 fn conv_module(c: &ConvCase, device: &Device) -> Conv2d {

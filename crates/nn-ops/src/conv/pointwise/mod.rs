@@ -1,5 +1,6 @@
 //! 1x1 convolutions (stride 1, no padding, one group): per image, `y = W · x` with `x` a
-//! `cin x pixels` matrix; maps of few pixels through the tiles of `narrow.rs`.
+//! `cin x pixels` matrix; the forward pass on maps of few pixels, and the input gradient, through
+//! the tiles of `narrow.rs`, the rest through gemm.
 
 mod narrow;
 
@@ -48,20 +49,20 @@ fn per_image(out: &mut [MaybeUninit<f32>], b: &[f32], a: View<'_>, out_len: usiz
 }
 
 /// Whether the forward products (sums `k` long over maps of `p` pixels) go through [`narrow`]
-/// (where the CPU has its tiles): maps below 16x16 with enough images that transposing the
-/// weights for the tiles pays, and sums long enough that writing the tiles out does. Measured on
-/// 2 threads: 3x3 to 12x12 maps at batch 8 to 64 take 0.55 to 0.85 of gemm's time there; a
-/// batch of 4 at 4x4 takes twice as long.
+/// (where the CPU has its tiles): maps below 16x16 with enough pixels in the batch that
+/// transposing the weights for the tiles pays, and sums long enough that writing the tiles out
+/// does. Measured on 2 threads: 3x3 to 12x12 maps at batch 8 to 64 take 0.55 to 0.85 of gemm's
+/// time there, 14x14 at batch 1 0.5 to 1.0; 7x7 at batch 1, or 4x4 at batch 4, take longer.
 fn narrow_forward(batch: usize, k: usize, p: usize) -> bool {
-    p < 256 && batch * p >= 256 && k >= 64
+    p < 256 && batch * p >= 128 && k >= 64
 }
 
-/// Whether the input gradient's products go through [`narrow`]: their weights are packed
-/// without a transpose, so at any batch, on maps below 16x16, with sums of 96 or more (measured:
-/// 576 or 960 input channels from 96 or 160 output channels take 0.6 to 0.7 of gemm's time at
-/// batch 2 to 8, whose transposed products are slow there; sums of 64 are faster in gemm).
-fn narrow_input_grad(k: usize, p: usize) -> bool {
-    p < 256 && k >= 96
+/// Whether the input gradient's products go through [`narrow`]: they read `Wᵀ` in place, so at
+/// any batch and map size with sums of 32 or more. Measured on 2 threads against gemm: 0.3 to
+/// 0.9 of its time from 3x3 to 40x40 maps, batch 1 to 32, sums of 64 to 1280 (sums of 24 take
+/// 1.3 times as long).
+fn narrow_input_grad(k: usize) -> bool {
+    k >= 32
 }
 
 /// `y[n] = W · x[n]`.
@@ -84,8 +85,7 @@ pub fn backward(g: &ConvGeometry, x: &[f32], w: &[f32], dy: &[f32], need_dx: boo
     let (p, cin, cout) = (g.in_pixels(), g.cin, g.cout);
     let dx = need_dx.then(|| {
         let fill = |dx: &mut [MaybeUninit<f32>]| {
-            if !narrow_input_grad(cout, p)
-                || !narrow::products(dx, Matrix { a: w, strides: (1, cin) }, dy, (cin, cout, p))
+            if !narrow_input_grad(cout) || !narrow::products(dx, Matrix { a: w, strides: (1, cin) }, dy, (cin, cout, p))
             {
                 per_image(dx, dy, View::transposed(w, cin, cout), cin * p, cout, p)
             }
