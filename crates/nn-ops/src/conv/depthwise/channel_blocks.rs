@@ -191,26 +191,29 @@ impl Kernel for BackwardTask<'_> {
             let n = n0 + i;
             gather(channel_run(x, n, g.cin, c, g.in_pixels()), [g.height, g.width], g.padding, plan.wp, &mut xp);
             gather(channel_run(dy, n, g.cout, c, oh * ow), [oh, ow], [0, 0], ow, &mut dyt);
+            // Tap by tap: a tap's weight gradient (summed in pixel order either way) and its
+            // weights stay in registers over the pixels.
             dxp.fill(0.0);
-            dw_image.fill(0.0);
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let d = *lanes(&dyt, (oy * ow + ox) * BLOCK);
-                    for ky in 0..kh {
-                        for kx in 0..kw {
-                            let (s, t) = (((oy * sy + ky) * plan.wp + ox * sx + kx) * BLOCK, (ky * kw + kx) * BLOCK);
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let t = (ky * kw + kx) * BLOCK;
+                    let wv = *lanes(wt, t);
+                    let mut acc = [0.0f32; BLOCK];
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            let s = ((oy * sy + ky) * plan.wp + ox * sx + kx) * BLOCK;
                             // Copies in and out: the loops vectorise on values, not on
                             // references into the buffers.
-                            let (wv, xv) = (lanes(wt, t), lanes(&xp, s));
-                            let (mut acc, mut dxv) = (*lanes(&dw_image, t), *lanes(&dxp, s));
+                            let d = *lanes(&dyt, (oy * ow + ox) * BLOCK);
+                            let (xv, mut dxv) = (*lanes(&xp, s), *lanes(&dxp, s));
                             for l in 0..BLOCK {
                                 acc[l] += d[l] * xv[l];
                                 dxv[l] += wv[l] * d[l];
                             }
-                            *lanes_mut(&mut dw_image, t) = acc;
                             *lanes_mut(&mut dxp, s) = dxv;
                         }
                     }
+                    *lanes_mut(&mut dw_image, t) = acc;
                 }
             }
             dw.iter_mut().zip(&dw_image).for_each(|(a, &v)| *a += v as f64);
