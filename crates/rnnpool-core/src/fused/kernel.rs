@@ -70,9 +70,9 @@ impl PatchGrid {
     /// Patch rows per block: as many as keep 24 blocks over the batch, up to 8 (the input rows
     /// two blocks both read are swept by each, so longer blocks share more). Fixed by the
     /// problem size alone, so the summation order never depends on the thread count. 24 rather
-    /// than more: one 224x224 image under RNNPool-Face-C has 55 patch rows, which with 64 blocks
-    /// were 55 blocks of one row, each of its input rows swept twice (measured on 2 threads:
-    /// 51-53 ms forward + backward, 44 with blocks of two rows; batch 4 at 320x320 unchanged).
+    /// than more: one 224x224 image under RNNPool-Face-C has 55 patch rows; 64 blocks would make
+    /// them blocks of one row, each input row swept twice (measured on 2 threads: 51-53 ms
+    /// forward + backward that way, 44 with blocks of two rows; batch 4 at 320x320 alike).
     fn block_rows(&self) -> usize {
         (self.batch * self.out_h() / 24).clamp(1, 8)
     }
