@@ -174,11 +174,11 @@ fn products_with(
         let (a, stride) = blocks.get(b);
         let sums = tile(isa, a, stride, &input[n * k * p..][..k * p], (k, p), q, width.min(p - q));
         for r in 0..rows.min(j - b * rows) {
-            for (t, s) in sums.iter().take(width.min(p - q)).enumerate() {
-                let at = (n * j + b * rows + r) * p + q + t;
-                // SAFETY: `at` < out.len() (image n < images, row < j, pixel < p); tile t
-                // alone writes rows of block b, pixels q.. of image n, so no two tasks write
-                // one element and nothing reads `out` meanwhile.
+            for (i, s) in sums.iter().take(width.min(p - q)).enumerate() {
+                let at = (n * j + b * rows + r) * p + q + i;
+                // SAFETY: `at` < out.len() (image n < images, row < j, pixel < p); task t alone
+                // writes the rows of block b at pixels q.. of image n, so no two tasks write one
+                // element, and nothing reads `out` meanwhile.
                 unsafe { shared.write(at, s[r]) };
             }
         }
