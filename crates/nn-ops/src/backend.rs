@@ -20,11 +20,12 @@ use burn::tensor::{Bytes, DType, Shape, TensorData};
 use crate::batch_norm::{self, Activation, Norm};
 use crate::conv::{self, ConvGeometry};
 use crate::profile::{Op, timed};
+use crate::sgd::{self, SgdArgs};
 
 /// A convolution's hyperparameters, as the extension passes them.
 pub type ConvArgs = ([usize; 2], [usize; 2], usize);
 
-/// Backends with the CPU kernels of convolution and BatchNorm(+activation).
+/// Backends with the CPU kernels of convolution, BatchNorm(+activation) and the SGD step.
 #[backend_extension(Flex, NdArray, Autodiff)]
 pub trait NnOpsBackend: Backend {
     /// `x` `[n, cin, h, w]`, `w` `[cout, cin / groups, kh, kw]`, `bias` `[cout]` (`[0]`: none);
@@ -88,6 +89,15 @@ pub trait NnOpsBackend: Backend {
             Activation::Relu6 => Self::float_clamp(y, 0.0.into(), 6.0.into()),
         }
     }
+
+    /// One SGD step ([`sgd::update`]) of the parameter `p` with gradient `g` and velocity `v`
+    /// (`[0]`: none yet): `(p, v)` after it (`v` empty without momentum).
+    fn sgd_step_cpu(
+        p: FloatTensor<Self>,
+        g: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        args: SgdArgs,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
 }
 
 /// Reading and writing f32 primitives on the host.
@@ -96,6 +106,9 @@ trait Host: Backend {
     fn with_values<R>(t: &FloatTensor<Self>, f: impl FnOnce(&[f32]) -> R) -> R;
     /// A primitive of `values` with `shape`.
     fn from_values(values: Vec<f32>, shape: Vec<usize>) -> FloatTensor<Self>;
+    /// `t` with its values changed by `f`: in place where the backend allows it and `t` holds
+    /// its buffer alone, else in a copy.
+    fn update_values(t: FloatTensor<Self>, f: impl FnOnce(&mut [f32])) -> FloatTensor<Self>;
 }
 
 impl Host for Flex {
@@ -108,6 +121,14 @@ impl Host for Flex {
 
     fn from_values(values: Vec<f32>, shape: Vec<usize>) -> FloatTensor<Self> {
         FlexTensor::new(Bytes::from_elems(values), FlexLayout::contiguous(Shape::from(shape)), DType::F32)
+    }
+
+    fn update_values(t: FloatTensor<Self>, f: impl FnOnce(&mut [f32])) -> FloatTensor<Self> {
+        let mut t: FlexTensor = if t.is_contiguous() { t } else { t.to_contiguous() };
+        let (start, n) = (t.layout().start_offset(), t.layout().num_elements());
+        // Copies the buffer first where another tensor shares it.
+        f(&mut t.storage_mut::<f32>()[start..start + n]);
+        t
     }
 }
 
@@ -122,6 +143,13 @@ impl Host for NdArray {
 
     fn from_values(values: Vec<f32>, shape: Vec<usize>) -> FloatTensor<Self> {
         Self::float_from_data(TensorData::new(values, shape), &Default::default())
+    }
+
+    fn update_values(t: FloatTensor<Self>, f: impl FnOnce(&mut [f32])) -> FloatTensor<Self> {
+        let shape = t.shape().to_vec();
+        let mut values = Self::with_values(&t, <[f32]>::to_vec);
+        f(&mut values);
+        Self::from_values(values, shape)
     }
 }
 
@@ -249,6 +277,30 @@ fn host_batch_norm_inference<B: Host>(
     B::from_values(y, shape)
 }
 
+fn host_sgd_step<B: Host>(
+    p: FloatTensor<B>,
+    g: FloatTensor<B>,
+    v: FloatTensor<B>,
+    args: SgdArgs,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let first = v.shape().num_elements() == 0;
+    let shape = p.shape().to_vec();
+    let mut v_out = None;
+    let p = timed(Op::Other("sgd step"), || {
+        B::update_values(p, |pv| {
+            B::with_values(&g, |gv| {
+                let v = match args.momentum {
+                    Some(_) if first => B::from_values(vec![0.0; pv.len()], shape),
+                    Some(_) => v,
+                    None => return sgd::update(args, pv, gv, None, false),
+                };
+                v_out = Some(B::update_values(v, |vv| sgd::update(args, pv, gv, Some(vv), first)));
+            })
+        })
+    });
+    (p, v_out.unwrap_or_else(|| B::from_values(Vec::new(), vec![0])))
+}
+
 /// The CPU backends share the host implementation.
 macro_rules! host_backend {
     ($backend:ty) => {
@@ -305,6 +357,15 @@ macro_rules! host_backend {
                 act: u8,
             ) -> FloatTensor<Self> {
                 host_batch_norm_inference::<Self>(x, gamma, beta, mean, var, eps, act)
+            }
+
+            fn sgd_step_cpu(
+                p: FloatTensor<Self>,
+                g: FloatTensor<Self>,
+                v: FloatTensor<Self>,
+                args: SgdArgs,
+            ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+                host_sgd_step::<Self>(p, g, v, args)
             }
         }
     };
@@ -424,5 +485,18 @@ impl<B: NnOpsBackend, C: CheckpointStrategy> NnOpsBackend for Autodiff<B, C> {
         let (dx, dg, db) = B::batch_norm_cpu_backward(p(x), p(gamma), p(beta), p(mean), p(var), p(dy), eps, act);
         let leaf = <Self as AutodiffBackend>::from_inner;
         (leaf(dx), leaf(dg), leaf(db))
+    }
+
+    /// The step is not tracked: a parameter's new value is a leaf.
+    fn sgd_step_cpu(
+        p: FloatTensor<Self>,
+        g: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        args: SgdArgs,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let i = |t: FloatTensor<Self>| t.into_primitive();
+        let (p, v) = B::sgd_step_cpu(i(p), i(g), i(v), args);
+        let leaf = <Self as AutodiffBackend>::from_inner;
+        (leaf(p), leaf(v))
     }
 }

@@ -27,6 +27,7 @@ pub mod conv;
 pub mod gemm;
 pub mod pool;
 pub mod profile;
+pub mod sgd;
 pub mod simd;
 
 use burn::backend::{Dispatch, DispatchDevice};
@@ -56,7 +57,7 @@ fn burn_only() -> bool {
 }
 
 /// Whether the kernels take `x`: a CPU backend and f32.
-fn kernels_take(x: &Tensor<4>) -> bool {
+fn kernels_take<const D: usize>(x: &Tensor<D>) -> bool {
     x.dtype() == DType::F32 && runs_on(&x.device()) && !burn_only()
 }
 
@@ -145,6 +146,21 @@ pub fn batch_norm(bn: &BatchNorm, x: Tensor<4>, act: Activation) -> Tensor<4> {
         act.code(),
     );
     Tensor::from_dispatch(y)
+}
+
+/// The SGD step of [`sgd::Sgd`] on the CPU kernels: the new parameter and velocity.
+fn sgd_step<const D: usize>(
+    p: Tensor<D>,
+    g: Tensor<D>,
+    v: Option<Tensor<D>>,
+    args: sgd::SgdArgs,
+) -> (Tensor<D>, Option<Tensor<D>>) {
+    let momentum = args.momentum.is_some();
+    // No velocity yet: an empty one, which the kernel fills with the first.
+    let v = v.filter(|_| momentum).unwrap_or_else(|| Tensor::zeros([0; D], &p.device()));
+    let (p, v) =
+        <Dispatch as NnOpsBackend>::sgd_step_cpu(p.into_dispatch(), g.into_dispatch(), v.into_dispatch(), args);
+    (Tensor::from_dispatch(p), momentum.then(|| Tensor::from_dispatch(v)))
 }
 
 /// The running statistics' update, as burn's BatchNorm makes it.

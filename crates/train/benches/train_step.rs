@@ -17,8 +17,7 @@
 
 use std::time::Instant;
 
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::{Distribution, Int, TensorData};
 use rnnpool_core::BackendKind;
@@ -142,8 +141,8 @@ fn run(
 ) -> Result<Vec<Vec<f64>>, Error> {
     device.seed(0);
     let mut net = zoo::registry::init(case.model, case.classes.max(2), case.channels, device)?;
-    let mut optim: ModuleOptimizer =
-        SgdConfig::new().with_momentum(Some(MomentumConfig::new().with_momentum(0.9).with_dampening(0.0))).init();
+    // The trainer's SGD, as `train.optimizer = "sgd"` with momentum 0.9 builds it.
+    let mut optim: ModuleOptimizer = nn_ops::sgd::Sgd::new(0.9, 0.0).into();
     // Detector inputs are mean-subtracted pixels (no scaling), classifier inputs standardised.
     let spread = if case.classes == 0 { 60.0 } else { 1.0 };
     let mut times = Vec::new();
@@ -161,7 +160,7 @@ fn run(
             step.mark().map_err(|e| e.to_string())?;
             Ok(grads)
         })?;
-        net = optim.step(1e-3, net, grads);
+        net = nn_ops::on_kernel_threads(device, || optim.step(1e-3, net, grads));
         device.sync()?;
         step.mark()?;
         times.push(step.done());

@@ -19,10 +19,7 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{
-    AdamConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer, MultiGradientsParams, SgdConfig,
-};
+use burn::optim::{AdamConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer, MultiGradientsParams};
 use burn::prelude::*;
 use burn::train::Interrupter;
 use data::augment::AugRng;
@@ -81,12 +78,8 @@ pub fn optimizer(cfg: &Config) -> ModuleOptimizer {
     let decay = (t.weight_decay > 0.0).then(|| WeightDecayConfig::new(t.weight_decay as f32));
     match t.optimizer {
         Optimizer::Adam => AdamConfig::new().with_weight_decay(decay).init(),
-        Optimizer::Sgd => SgdConfig::new()
-            .with_momentum(
-                (t.momentum > 0.0).then(|| MomentumConfig::new().with_momentum(t.momentum).with_dampening(0.0)),
-            )
-            .with_weight_decay(decay)
-            .init(),
+        // burn's `Sgd` in one pass per parameter on the CPU: same values, same record.
+        Optimizer::Sgd => nn_ops::sgd::Sgd::new(t.momentum, t.weight_decay).into(),
     }
 }
 
@@ -325,7 +318,9 @@ impl<'a> Run<'a> {
             self.optim.step(lr, net, summed)
         } else if self.replicas.len() == 1 {
             let grads = grads.pop().map(|mut g| g.grads()).unwrap_or_default();
-            self.optim.step(lr, net, grads)
+            // On the kernels' threads, as the passes: the SGD kernel splits large parameters.
+            let optim = &mut self.optim;
+            nn_ops::on_kernel_threads(&self.replicas[0], || optim.step(lr, net, grads))
         } else {
             let grads = MultiGradientsParams {
                 grads: grads.iter_mut().map(|g| g.grads()).zip(self.replicas.iter().cloned()).collect(),
