@@ -15,8 +15,12 @@
 //! let y = nn_ops::batch_norm(&self.bn, y, Activation::Relu6);      // instead of relu6(self.bn.forward(y))
 //! ```
 //!
-//! A training loop runs each forward and backward pass through [`on_kernel_threads`], so that
-//! the kernels' threads do not fall asleep between kernels ([`pool`]).
+//! [`sgd::Sgd`] is burn's SGD with momentum and weight decay as one pass per parameter on the
+//! same backends (same values, same record).
+//!
+//! A training loop runs each forward and backward pass (and the optimizer step) through
+//! [`on_kernel_threads`], so that the kernels' threads do not fall asleep between kernels
+//! ([`pool`]).
 
 #![warn(missing_docs)]
 
