@@ -33,6 +33,7 @@ pub mod pool;
 pub mod profile;
 pub mod sgd;
 pub mod simd;
+mod transpose;
 
 use burn::backend::{Dispatch, DispatchDevice};
 use burn::nn::conv::Conv2d;

@@ -1,11 +1,13 @@
 //! Depthwise convolutions with one output channel per input channel on small maps (MobileNetV2's
-//! 12x12 to 3x3 at small input sizes): there a plane's taps are runs of a few dozen values and the parent module's
-//! per-plane loops pay their set-up per plane. Here a task takes a block of 32 channels of a
-//! group of images and lays each image's block out channels-last, zero-padded, so that every
-//! (output pixel, tap) pair is one multiply-add 32 channels wide, whatever the kernel, stride
-//! and padding. Every output and gradient value is summed in a fixed order (taps, then output
-//! pixels, then images in order; weight gradients in f32 per image and f64 across images), so
-//! results do not depend on the thread count or the vector width.
+//! 12x12 to 3x3 at small input sizes): there a plane's taps are runs of a few dozen values and
+//! the parent module's per-plane loops pay their set-up per plane. Here a task takes a block of
+//! 32 channels of a group of images and lays each image's block out channels-last, zero-padded,
+//! so that every (output pixel, tap) pair is one multiply-add 32 channels wide, whatever the
+//! kernel, stride and padding; the layout changes in and out are 8x8 vector transposes
+//! ([`crate::transpose`]: one value at a time they took half of the forward pass). Every output
+//! and gradient value is summed in a fixed order (taps, then output pixels, then images in
+//! order; weight gradients in f32 per image and f64 across images), so results do not depend
+//! on the thread count or the vector width.
 
 use std::mem::MaybeUninit;
 use std::ops::Range;
@@ -15,14 +17,16 @@ use rayon::prelude::*;
 use super::super::ConvGeometry;
 use crate::buffer::{block_runs, channel_run, written};
 use crate::simd::{Kernel, dispatch};
+use crate::transpose::{transpose, transpose_into};
 
 /// Channels a block holds: the vector lanes of one multiply-add.
 const BLOCK: usize = 32;
 
 /// Whether `g` goes through channel blocks: one output channel per input channel, input maps
-/// of 12x12 or fewer pixels. Measured on 2 threads (`cargo bench -p nn-ops --bench ops`): 12x12
-/// to 3x3 maps at batch 32 take 0.25 to 0.65 of the per-plane loops' time here; at 14x14 they
-/// take 1.2 to 1.4 times as long.
+/// of 12x12 or fewer pixels. Measured on 2 threads (`cargo bench -p nn-ops --bench ops`): on
+/// 14x14 to 28x28 maps channel blocks are faster at batch 16 and 32 (0.75-0.9 of the per-plane
+/// loops' time) but up to three times slower at batch 1 to 8 (a few blocks make a few tasks),
+/// so larger maps stay per plane.
 pub(super) fn suits(g: &ConvGeometry) -> bool {
     g.cout == g.cin && g.in_pixels() <= 144
 }
@@ -93,14 +97,25 @@ fn lanes_mut(v: &mut [f32], s: usize) -> &mut [f32; BLOCK] {
 }
 
 /// One image's channel block, channels-first `planes` (`len / pixels` channels), channels-last
-/// into `dst` at padded position `(y + pad_y, x + pad_x)` of rows `cols` wide.
+/// into `dst` at padded position `(y + pad_y, x + pad_x)` of rows `cols` wide, through `tmp`
+/// (`h * w * BLOCK` values) where there is padding. Lanes past the block are left as they are.
 #[inline(always)]
-fn gather(planes: &[f32], [h, w]: [usize; 2], [pad_y, pad_x]: [usize; 2], cols: usize, dst: &mut [f32]) {
-    for (l, plane) in planes.chunks(h * w).enumerate() {
-        for (y, row) in plane.chunks(w).enumerate() {
-            let start = ((y + pad_y) * cols + pad_x) * BLOCK + l;
-            dst[start..].iter_mut().step_by(BLOCK).zip(row).for_each(|(d, &v)| *d = v);
-        }
+fn gather(
+    planes: &[f32],
+    [h, w]: [usize; 2],
+    [pad_y, pad_x]: [usize; 2],
+    cols: usize,
+    dst: &mut [f32],
+    tmp: &mut [f32],
+) {
+    let (pixels, channels) = (h * w, planes.len() / (h * w));
+    if [pad_y, pad_x] == [0, 0] && cols == w {
+        return transpose(planes, pixels, [channels, pixels], dst, BLOCK);
+    }
+    transpose(planes, pixels, [channels, pixels], tmp, BLOCK);
+    for (y, row) in tmp.chunks_exact(w * BLOCK).enumerate() {
+        let start = ((y + pad_y) * cols + pad_x) * BLOCK;
+        dst[start..start + w * BLOCK].copy_from_slice(row);
     }
 }
 
@@ -124,9 +139,11 @@ impl Kernel for ForwardTask<'_> {
         let ([kh, kw], [sy, sx], (oh, ow)) = (g.kernel, g.stride, (g.out_h(), g.out_w()));
         let po = oh * ow;
         let mut xp = vec![0.0f32; plan.hp * plan.wp * BLOCK];
+        let mut tmp = vec![0.0f32; g.in_pixels() * BLOCK];
+        let mut yt = vec![0.0f32; po * BLOCK];
         for (i, out) in outs.into_iter().enumerate() {
             let xs = channel_run(x, n0 + i, g.cin, c, g.in_pixels());
-            gather(xs, [g.height, g.width], g.padding, plan.wp, &mut xp);
+            gather(xs, [g.height, g.width], g.padding, plan.wp, &mut xp, &mut tmp);
             for oy in 0..oh {
                 for ox in 0..ow {
                     let mut acc = [0.0f32; BLOCK];
@@ -139,11 +156,10 @@ impl Kernel for ForwardTask<'_> {
                             }
                         }
                     }
-                    for (l, &v) in acc.iter().enumerate().take(c.len()) {
-                        out[l * po + oy * ow + ox].write(v);
-                    }
+                    *lanes_mut(&mut yt, (oy * ow + ox) * BLOCK) = acc;
                 }
             }
+            transpose_into(&yt, BLOCK, [po, c.len()], out, po);
         }
     }
 }
@@ -186,11 +202,13 @@ impl Kernel for BackwardTask<'_> {
         let (padded, area) = (plan.hp * plan.wp * BLOCK, kh * kw);
         let (mut xp, mut dxp) = (vec![0.0f32; padded], vec![0.0f32; padded]);
         let mut dyt = vec![0.0f32; oh * ow * BLOCK];
+        let mut tmp = vec![0.0f32; g.in_pixels() * BLOCK];
         let (mut dw_image, mut dw) = (vec![0.0f32; area * BLOCK], vec![0.0f64; area * BLOCK]);
         for i in 0..images {
             let n = n0 + i;
-            gather(channel_run(x, n, g.cin, c, g.in_pixels()), [g.height, g.width], g.padding, plan.wp, &mut xp);
-            gather(channel_run(dy, n, g.cout, c, oh * ow), [oh, ow], [0, 0], ow, &mut dyt);
+            let xs = channel_run(x, n, g.cin, c, g.in_pixels());
+            gather(xs, [g.height, g.width], g.padding, plan.wp, &mut xp, &mut tmp);
+            gather(channel_run(dy, n, g.cout, c, oh * ow), [oh, ow], [0, 0], ow, &mut dyt, &mut tmp);
             // Tap by tap: a tap's weight gradient (summed in pixel order either way) and its
             // weights stay in registers over the pixels.
             dxp.fill(0.0);
@@ -218,25 +236,23 @@ impl Kernel for BackwardTask<'_> {
             }
             dw.iter_mut().zip(&dw_image).for_each(|(a, &v)| *a += v as f64);
             if let Some(dxs) = dxs.as_mut() {
-                scatter(g, plan, &dxp, c.len(), dxs[i]);
+                scatter(g, plan, &dxp, c.len(), dxs[i], &mut tmp);
             }
         }
         dw
     }
 }
 
-/// The unpadded pixels of the channels-last `src` back into `cb` channels-first planes.
+/// The unpadded pixels of the channels-last `src` back into `cb` channels-first planes, through
+/// `tmp` (`in_pixels * BLOCK` values).
 #[inline(always)]
-fn scatter(g: &ConvGeometry, plan: &Plan, src: &[f32], cb: usize, dst: &mut [MaybeUninit<f32>]) {
-    let ([py, px], pixels) = (g.padding, g.in_pixels());
-    for (l, plane) in dst.chunks_mut(pixels).enumerate().take(cb) {
-        for (y, row) in plane.chunks_mut(g.width).enumerate() {
-            let start = ((y + py) * plan.wp + px) * BLOCK + l;
-            row.iter_mut().zip(src[start..].iter().step_by(BLOCK)).for_each(|(d, &v)| {
-                d.write(v);
-            });
-        }
+fn scatter(g: &ConvGeometry, plan: &Plan, src: &[f32], cb: usize, dst: &mut [MaybeUninit<f32>], tmp: &mut [f32]) {
+    let ([py, px], w) = (g.padding, g.width);
+    for (y, row) in tmp.chunks_exact_mut(w * BLOCK).enumerate() {
+        let start = ((y + py) * plan.wp + px) * BLOCK;
+        row.copy_from_slice(&src[start..start + w * BLOCK]);
     }
+    transpose_into(tmp, BLOCK, [g.in_pixels(), cb], dst, g.in_pixels());
 }
 
 /// `(dx, dw)`: `dx` when `need_dx`. Each block's weight gradients add their image groups in
