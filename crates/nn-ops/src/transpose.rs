@@ -26,9 +26,9 @@ pub(crate) fn transpose_into(
     }
     assert!(src.len() >= (rows - 1) * src_stride + cols, "transpose: source too short");
     assert!(dst.len() >= (cols - 1) * dst_stride + rows, "transpose: destination too short");
-    let (full_rows, full_cols) = (rows / 8 * 8, cols / 8 * 8);
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx") {
+        let (full_rows, full_cols) = (rows / 8 * 8, cols / 8 * 8);
         for r in (0..full_rows).step_by(8) {
             for c in (0..full_cols).step_by(8) {
                 // SAFETY: AVX is present (checked above), and the block's rows r..r+8 and
