@@ -2,7 +2,7 @@
 //!
 //! burn's `Sgd` updates a parameter by tensor operations, each a pass over the parameter with
 //! its own dispatch and allocation: weight decay's product and sum, momentum's products and
-//! sum, the learning rate's product and the difference. A MobileNetV2 has ~160 parameter
+//! sum, the learning rate's product and the difference. MobileNetV2-RNNPool has 119 parameter
 //! tensors, most of them a few hundred values, so that overhead is most of the step's time.
 //! [`Sgd`] computes the same values in the same order in one pass that reads the parameter, its
 //! gradient and its velocity and writes the parameter and the velocity in place (on Flex and
@@ -34,17 +34,18 @@ const VALUES_PER_TASK: usize = 1 << 15;
 /// (`first`: `v` holds nothing yet and becomes the gradient), in place.
 pub fn update(args: SgdArgs, p: &mut [f32], g: &[f32], v: Option<&mut [f32]>, first: bool) {
     assert_eq!(p.len(), g.len(), "sgd: parameter and gradient sizes differ");
+    let v = v.filter(|_| args.momentum.is_some());
+    if let Some(v) = &v {
+        assert_eq!(p.len(), v.len(), "sgd: parameter and velocity sizes differ");
+    }
     let n = VALUES_PER_TASK;
-    match v.filter(|_| args.momentum.is_some()) {
-        Some(v) => {
-            assert_eq!(p.len(), v.len(), "sgd: parameter and velocity sizes differ");
-            if p.len() <= n {
-                return update_chunk(args, p, g, Some(v), first);
-            }
-            let chunks = p.par_chunks_mut(n).zip(g.par_chunks(n)).zip(v.par_chunks_mut(n));
-            chunks.for_each(|((p, g), v)| update_chunk(args, p, g, Some(v), first));
-        }
-        None if p.len() <= n => update_chunk(args, p, g, None, first),
+    if p.len() <= n {
+        return update_chunk(args, p, g, v, first);
+    }
+    match v {
+        Some(v) => p.par_chunks_mut(n).zip(g.par_chunks(n)).zip(v.par_chunks_mut(n)).for_each(|((p, g), v)| {
+            update_chunk(args, p, g, Some(v), first);
+        }),
         None => p.par_chunks_mut(n).zip(g.par_chunks(n)).for_each(|(p, g)| update_chunk(args, p, g, None, first)),
     }
 }

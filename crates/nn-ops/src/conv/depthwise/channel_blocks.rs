@@ -98,7 +98,10 @@ fn lanes_mut(v: &mut [f32], s: usize) -> &mut [f32; BLOCK] {
 
 /// One image's channel block, channels-first `planes` (`len / pixels` channels), channels-last
 /// into `dst` at padded position `(y + pad_y, x + pad_x)` of rows `cols` wide, through `tmp`
-/// (`h * w * BLOCK` values) where there is padding. Lanes past the block are left as they are.
+/// (`h * w * BLOCK` values) where there is padding. `dst`'s lanes past the block keep their
+/// values without padding and take `tmp`'s with it; all of them stay zero, as the zero weights
+/// past the block need: only the zeroed allocations and `scatter` (whose gradient lanes past the
+/// block are `0 * 0`) write them.
 #[inline(always)]
 fn gather(
     planes: &[f32],
