@@ -26,6 +26,7 @@ import torch.nn.functional as F
 # name: (batch, channels, height, width, patch, stride, hidden1, hidden2), the map each model's
 # RNNPool sees at its training resolution.
 CASES = {
+    "face_c_train": (1, 3, 224, 224, 8, 4, 16, 16),
     "face_m4_train": (8, 4, 160, 160, 8, 4, 16, 16),
     "face_quant_train": (4, 4, 320, 320, 8, 4, 8, 8),
     "vww_train": (16, 8, 112, 112, 6, 4, 8, 8),
@@ -132,11 +133,11 @@ def check(folder):
         raise SystemExit(f"FAILED: {worst:.2e} > 1e-9")
 
 
-def bench(name, steps, device, batch):
+def bench(name, steps, device, batch, spread):
     b, k, h, w, r, s, h1, h2 = CASES[name]
     b = batch or b
     layer = RNNPoolLayer(k, r, s, h1, h2).to(device)
-    x = torch.randn(b, k, h, w, device=device, requires_grad=True)
+    x = (spread * torch.randn(b, k, h, w, device=device)).requires_grad_()
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     times = []
     for _ in range(steps + 1):  # the first step warms up and is not counted
@@ -159,6 +160,7 @@ if __name__ == "__main__":
     ap.add_argument("--case", choices=sorted(CASES), action="append")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--batch", type=int, help="override the case's batch")
+    ap.add_argument("--spread", type=float, default=1.0, help="the inputs' standard deviation (Face-C's pixels: 60)")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
@@ -167,4 +169,4 @@ if __name__ == "__main__":
         torch.set_default_dtype(torch.float64)
         check(a.check)
     for case in a.case or ([] if a.check else sorted(CASES)):
-        print(json.dumps(bench(case, a.steps, a.device, a.batch)), flush=True)
+        print(json.dumps(bench(case, a.steps, a.device, a.batch, a.spread)), flush=True)

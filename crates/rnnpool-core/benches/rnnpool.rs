@@ -3,12 +3,13 @@
 //! process's peak RSS so far; run one case per process for a per-case peak).
 //!
 //!   cargo bench -p rnnpool-core --bench rnnpool -- [--case NAME]... [--threads N] [--steps N]
-//!       [--backend flex|ndarray|wgpu] [--impl fused|composed] [--batch N]
+//!       [--backend flex|ndarray|wgpu] [--impl fused|composed] [--batch N] [--spread S]
 //!
 //! `RNNPOOL_PROFILE=1` logs the time of each stage of the wgpu backward pass (on stderr).
 //! `--backend wgpu` needs `--features wgpu` (a GPU, or Mesa's lavapipe: slow); `--batch`
 //! overrides the case's batch, e.g. the paper's training batches on a GPU: `--case
-//! face_m4_train --batch 64`, `--case face_quant_train --batch 32`.
+//! face_m4_train --batch 64`, `--case face_quant_train --batch 32`. `--spread` is the inputs'
+//! standard deviation (default 1); RNNPool-Face-C reads mean-subtracted pixels, about 60.
 
 use std::time::Instant;
 
@@ -17,7 +18,8 @@ use burn::tensor::Distribution;
 use rnnpool_core::{BackendKind, RnnPoolImpl, RnnPoolLayerConfig};
 
 /// name: (batch, channels, height, width, patch, stride, hidden1, hidden2)
-const CASES: [(&str, [usize; 8]); 4] = [
+const CASES: [(&str, [usize; 8]); 5] = [
+    ("face_c_train", [1, 3, 224, 224, 8, 4, 16, 16]),
     ("face_m4_train", [8, 4, 160, 160, 8, 4, 16, 16]),
     ("face_quant_train", [4, 4, 320, 320, 8, 4, 8, 8]),
     ("vww_train", [16, 8, 112, 112, 6, 4, 8, 8]),
@@ -31,6 +33,7 @@ struct Args {
     backend: BackendKind,
     implementation: RnnPoolImpl,
     batch: Option<usize>,
+    spread: f64,
 }
 
 impl Args {
@@ -47,6 +50,7 @@ fn parse() -> Result<Args, String> {
         backend: BackendKind::default(),
         implementation: RnnPoolImpl::Fused,
         batch: None,
+        spread: 1.0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -56,6 +60,7 @@ fn parse() -> Result<Args, String> {
             "--threads" => a.threads = value("--threads")?.parse().map_err(|e| format!("--threads: {e}"))?,
             "--steps" => a.steps = value("--steps")?.parse().map_err(|e| format!("--steps: {e}"))?,
             "--backend" => a.backend = value("--backend")?.parse()?,
+            "--spread" => a.spread = value("--spread")?.parse().map_err(|e| format!("--spread: {e}"))?,
             "--batch" => a.batch = Some(value("--batch")?.parse().map_err(|e| format!("--batch: {e}"))?),
             "--impl" => {
                 a.implementation = match value("--impl")?.as_str() {
@@ -119,7 +124,7 @@ fn main() {
             .with_implementation(args.implementation)
             .init(&device)
             .unwrap_or_else(|e| panic!("{e}"));
-        let x = Tensor::<4>::random([b, k, h, w], Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let x = Tensor::<4>::random([b, k, h, w], Distribution::Normal(0.0, args.spread), &device).require_grad();
         let (mut times, mut forward) = (Vec::new(), Vec::new());
         for _ in 0..=args.steps {
             let t0 = Instant::now();

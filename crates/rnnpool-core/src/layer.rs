@@ -106,6 +106,7 @@ fn replicate_last_row_and_column(y: Tensor<4>) -> Tensor<4> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cell::RnnCell;
     use burn::tensor::Distribution;
 
     fn input(shape: [usize; 4], device: &Device) -> Tensor<4> {
@@ -145,6 +146,34 @@ mod tests {
         let gb = b.powi_scalar(2).sum().backward();
         let gx = (x.grad(&ga).unwrap() - x.grad(&gb).unwrap()).abs().max().into_scalar::<f32>();
         assert!(gx < 1e-5, "input gradients differ by {gx}");
+    }
+
+    /// Mean-subtracted pixels straight into RNN1, as RNNPool-Face-C reads them: most gates
+    /// saturate and the fused kernel flushes the subnormals they make; burn's ops keep them.
+    /// Nothing above 1e-38 may change.
+    #[test]
+    fn fused_and_composed_agree_where_gates_saturate() {
+        let device = Device::flex().autodiff();
+        let cfg = RnnPoolLayerConfig::square(3, 8, 4, 16, 16);
+        let fused = cfg.clone().with_implementation(RnnPoolImpl::Fused).init(&device).unwrap();
+        let mut composed = fused.clone();
+        composed.pool.implementation = RnnPoolImpl::Composed;
+        let x = (input([2, 3, 20, 24], &device) * 60.0).detach().require_grad();
+        let (a, b) = (fused.forward(x.clone()), composed.forward(x.clone()));
+        fn close<const D: usize>(p: Tensor<D>, q: Tensor<D>, what: &str) {
+            let scale = q.clone().abs().max().into_scalar::<f32>().max(1e-30);
+            let diff = (p - q).abs().max().into_scalar::<f32>() / scale;
+            assert!(diff < 1e-5, "{what}: relative difference {diff}");
+        }
+        close(a.clone(), b.clone(), "output");
+        let (ga, gb) = (a.powi_scalar(2).sum().backward(), b.powi_scalar(2).sum().backward());
+        close(x.grad(&ga).unwrap(), x.grad(&gb).unwrap(), "input gradient");
+        for (p, what) in [(&fused.pool.rnn1, "rnn1"), (&fused.pool.rnn2, "rnn2")] {
+            let RnnCell::FastGrnn(cell) = p else { unreachable!("the default cell is FastGRNN") };
+            for (w, name) in [(&cell.w, "W"), (&cell.u, "U"), (&cell.bias_gate, "bias_gate")] {
+                close(w.val().grad(&ga).unwrap(), w.val().grad(&gb).unwrap(), &format!("{what} {name}"));
+            }
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@
 
 use rayon::prelude::*;
 
+use super::denormals::FlushDenormals;
 use super::real::Real;
 use super::scan::{self, CellGrads, CellView, Cells, StepScratch, Sweep, Trace};
 use super::small::{atb_acc, matmul_acc};
@@ -334,7 +335,10 @@ pub fn forward<T: Real>(g: &PatchGrid, x: &[T], rnn1: CellView<T>, rnn2: CellVie
     }
     tasks.into_par_iter().for_each_init(
         || Scratch::new(g, h1, h2, false),
-        |s, (blk, out)| simd_dispatch!(forward_block(s, g, x, blk, out, &rnn1, &rnn2)),
+        |s, (blk, out)| {
+            let _flush = FlushDenormals::new();
+            simd_dispatch!(forward_block(s, g, x, blk, out, &rnn1, &rnn2))
+        },
     );
     out
 }
@@ -512,6 +516,7 @@ pub fn backward<T: Real>(g: &PatchGrid, x: &[T], rnn1: CellView<T>, rnn2: CellVi
                     let mut a1 = CellGrads::zeros(rnn1.view.input, h1);
                     let mut a2 = CellGrads::zeros(rnn2.view.input, h2);
                     let acc = (&mut a1, &mut a2);
+                    let _flush = FlushDenormals::new();
                     simd_dispatch!(backward_block(s, g, x, blk, grad_out, band, &rnn1, &rnn2, acc));
                     (a1, a2)
                 },
@@ -573,8 +578,13 @@ mod tests {
         let run = |threads| {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             pool.install(|| {
+                #[cfg(target_arch = "x86_64")]
+                let mode = super::super::denormals::mode();
                 let y = forward(&c.grid, &c.x, r1, r2);
                 let g = backward(&c.grid, &c.x, r1, r2, &y);
+                // This worker ran blocks too; each must hand its floating-point mode back.
+                #[cfg(target_arch = "x86_64")]
+                assert_eq!(super::super::denormals::mode(), mode);
                 (bits(&y), bits(&g.x), bits(&g.rnn1.u), bits(&g.rnn2.w), g.rnn1.zeta.to_bits())
             })
         };

@@ -4,6 +4,7 @@
 pub mod backend;
 #[cfg(feature = "wgpu")]
 pub(crate) mod cube;
+pub(crate) mod denormals;
 pub(crate) mod kernel;
 pub(crate) mod real;
 pub(crate) mod scan;
