@@ -14,15 +14,12 @@ bench=$(ls -t "${CARGO_TARGET_DIR:-target}"/release/deps/rnnpool-* | grep -v '\.
 rss=$(mktemp)
 trap 'rm -f "$rss"' EXIT
 for case in face_c_train face_m4_train face_quant_train vww_train mobilenetv2_train; do
-  # RNNPool-Face-C's layer reads mean-subtracted pixels; the others read normalised feature maps.
-  spread=1
-  [ "$case" = face_c_train ] && spread=60
   for run in "flex fused" "ndarray fused" "flex composed"; do
     set -- $run
-    "$bench" --case "$case" --threads "$threads" --steps "$steps" --backend "$1" --impl "$2" --spread "$spread"
+    "$bench" --case "$case" --threads "$threads" --steps "$steps" --backend "$1" --impl "$2"
   done
   if "$python" -c "import torch" 2>/dev/null; then
-    line=$(/usr/bin/time -o "$rss" -f "%M" "$python" "$torch_script" --threads "$threads" --steps "$steps" --case "$case" --spread "$spread")
+    line=$(/usr/bin/time -o "$rss" -f "%M" "$python" "$torch_script" --threads "$threads" --steps "$steps" --case "$case")
     echo "${line%\}}, \"impl\": \"torch\", \"peak_rss_mb\": $(awk '{printf "%.1f", $1 / 1024}' "$rss")}"
   fi
 done

@@ -23,14 +23,15 @@ import time
 import torch
 import torch.nn.functional as F
 
-# name: (batch, channels, height, width, patch, stride, hidden1, hidden2), the map each model's
-# RNNPool sees at its training resolution.
+# name: (batch, channels, height, width, patch, stride, hidden1, hidden2, spread), the map each
+# model's RNNPool sees at its training resolution; spread is the inputs' standard deviation
+# (RNNPool-Face-C's layer reads mean-subtracted pixels, the others normalised maps).
 CASES = {
-    "face_c_train": (1, 3, 224, 224, 8, 4, 16, 16),
-    "face_m4_train": (8, 4, 160, 160, 8, 4, 16, 16),
-    "face_quant_train": (4, 4, 320, 320, 8, 4, 8, 8),
-    "vww_train": (16, 8, 112, 112, 6, 4, 8, 8),
-    "mobilenetv2_train": (16, 32, 112, 112, 6, 4, 16, 16),
+    "face_c_train": (1, 3, 224, 224, 8, 4, 16, 16, 60.0),
+    "face_m4_train": (8, 4, 160, 160, 8, 4, 16, 16, 1.0),
+    "face_quant_train": (4, 4, 320, 320, 8, 4, 8, 8, 1.0),
+    "vww_train": (16, 8, 112, 112, 6, 4, 8, 8, 1.0),
+    "mobilenetv2_train": (16, 32, 112, 112, 6, 4, 16, 16, 1.0),
 }
 
 # EdgeML's state_dict prefixes of the two cells.
@@ -134,7 +135,8 @@ def check(folder):
 
 
 def bench(name, steps, device, batch, spread):
-    b, k, h, w, r, s, h1, h2 = CASES[name]
+    b, k, h, w, r, s, h1, h2, case_spread = CASES[name]
+    spread = case_spread if spread is None else spread
     b = batch or b
     layer = RNNPoolLayer(k, r, s, h1, h2).to(device)
     x = (spread * torch.randn(b, k, h, w, device=device)).requires_grad_()
@@ -160,7 +162,7 @@ if __name__ == "__main__":
     ap.add_argument("--case", choices=sorted(CASES), action="append")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--batch", type=int, help="override the case's batch")
-    ap.add_argument("--spread", type=float, default=1.0, help="the inputs' standard deviation (Face-C's pixels: 60)")
+    ap.add_argument("--spread", type=float, help="override the case's standard deviation of the inputs")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
