@@ -17,6 +17,7 @@ The timed step is the forward and backward of mean(y^2); one JSON line per case,
 import argparse
 import glob
 import json
+import math
 import os
 import time
 
@@ -156,13 +157,20 @@ def bench(name, steps, device, batch, spread):
             "images_per_s": round(b * 1000 / ms, 1), "patches": b * ((h - r) // s + 1) * ((w - r) // s + 1)}
 
 
+def positive(text):
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
+    return value
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", metavar="FOLDER", help="compare with every operator fixture in FOLDER")
     ap.add_argument("--case", choices=sorted(CASES), action="append")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--batch", type=int, help="override the case's batch")
-    ap.add_argument("--spread", type=float, help="override the case's standard deviation of the inputs")
+    ap.add_argument("--spread", type=positive, help="override the case's standard deviation of the inputs")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()

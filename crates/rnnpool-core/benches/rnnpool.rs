@@ -61,7 +61,7 @@ fn parse() -> Result<Args, String> {
             "--threads" => a.threads = value("--threads")?.parse().map_err(|e| format!("--threads: {e}"))?,
             "--steps" => a.steps = value("--steps")?.parse().map_err(|e| format!("--steps: {e}"))?,
             "--backend" => a.backend = value("--backend")?.parse()?,
-            "--spread" => a.spread = Some(value("--spread")?.parse().map_err(|e| format!("--spread: {e}"))?),
+            "--spread" => a.spread = Some(positive(&value("--spread")?).map_err(|e| format!("--spread: {e}"))?),
             "--batch" => a.batch = Some(value("--batch")?.parse().map_err(|e| format!("--batch: {e}"))?),
             "--impl" => {
                 a.implementation = match value("--impl")?.as_str() {
@@ -78,6 +78,15 @@ fn parse() -> Result<Args, String> {
         a.cases = CASES.iter().map(|c| c.0.to_string()).collect();
     }
     Ok(a)
+}
+
+/// A finite standard deviation above zero.
+fn positive(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(v) => Err(format!("must be a finite number above 0, got {v}")),
+        Err(e) => Err(format!("`{text}`: {e}")),
+    }
 }
 
 fn peak_rss_mb() -> f64 {
